@@ -1,0 +1,102 @@
+"""Shared CLI plumbing: one-line errors, the training progress bar, option parsing."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from contextlib import contextmanager
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..errors import KizuError
+
+console = Console(stderr=True, highlight=False)
+out_console = Console(highlight=False)
+
+
+def fail(message: str, code: int = 2) -> None:
+    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def friendly_errors(fn):
+    """Turn KizuError / ValueError into one clear line and a non-zero exit (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (KizuError, ValueError, FileNotFoundError) as err:
+            fail(str(err))
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+
+    return wrapper
+
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """``["k=v", ...]`` → dict; values are JSON when they parse (numbers, lists, true), else strings."""
+    opts: dict[str, Any] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise KizuError(f"--option {pair!r}: expected KEY=VALUE")
+        k, v = pair.split("=", 1)
+        try:
+            opts[k.strip().replace("-", "_")] = json.loads(v)
+        except json.JSONDecodeError:
+            opts[k.strip().replace("-", "_")] = v
+    return opts
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    """``"64"`` or ``"96x64"`` (width x height) → (H, W)."""
+    if not text:
+        return None
+    try:
+        if "x" in text.lower():
+            w, h = (int(t) for t in text.lower().split("x"))
+        else:
+            w = h = int(text)
+    except ValueError:
+        raise KizuError(f"--resize {text!r}: expected PX or WIDTHxHEIGHT") from None
+    if w < 4 or h < 4:
+        raise KizuError(f"--resize {text!r}: too small")
+    return (h, w)
+
+
+@contextmanager
+def training_progress(quiet: bool):
+    """Yields a progress callback (epoch, total, {"loss", "val_loss"}) drawing a Rich bar on stderr."""
+    if quiet or not sys.stderr:
+        yield None
+        return
+    cols = [TextColumn("[bold]training"), BarColumn(), TextColumn("epoch {task.completed}/{task.total}"),
+            TextColumn("loss {task.fields[loss]}  val {task.fields[val]}"), TimeElapsedColumn()]
+    with Progress(*cols, console=console, transient=False) as prog:
+        task = prog.add_task("fit", total=None, loss="–", val="–")
+
+        def update(step: int, total: int, info: dict) -> None:
+            loss, val = info.get("loss"), info.get("val_loss")
+            prog.update(task, completed=step, total=total,
+                        loss=f"{loss:.5f}" if loss is not None else "–",
+                        val=f"{val:.5f}" if val is not None and val == val else "–")
+
+        yield update
+
+
+def print_confusion(metrics: dict) -> None:
+    """The seed's console lines, plus the headline metrics."""
+    thr = metrics.get("threshold")
+    out_console.print(f"Threshold: {thr:.6f}" if thr is not None else "Threshold: none (nothing can be flagged)")
+    out_console.print(f"True Positives (TP): {metrics['tp']}")
+    out_console.print(f"False Positives (FP): {metrics['fp']}")
+    out_console.print(f"False Negatives (FN): {metrics['fn']}")
+    out_console.print(f"True Negatives (TN): {metrics['tn']}")
+    parts = [f"{k}={metrics[k]:.4f}" for k in ("image_auroc", "image_aupr", "precision", "recall", "f1", "fpr",
+                                               "pixel_auroc", "aupro")
+             if isinstance(metrics.get(k), float) and metrics[k] == metrics[k]]
+    out_console.print("  ".join(parts))

@@ -1,0 +1,38 @@
+"""``kizu drift``: do supposedly good images still look like the calibration set?"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from ..drift import drift_test
+from ..errors import KizuError
+from ..images import expand_inputs
+from ..model import InspectionModel
+from . import app
+from .common import friendly_errors, out_console
+
+
+@app.command()
+@friendly_errors
+def drift(
+    model_dir: Path = typer.Argument(..., metavar="MODEL"),
+    images: list[Path] = typer.Argument(..., help="good images (files or folders) from current production"),
+    level: float = typer.Option(0.01, help="significance level of the test"),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+    exit_code: bool = typer.Option(False, help="exit with status 3 when drift is detected"),
+):
+    """Test whether a batch of good images still matches the calibration set (p-value uniformity)."""
+    model = InspectionModel.load(model_dir)
+    n_cal = len(model.calibration.scores)
+    if n_cal == 0:
+        raise KizuError(f"{model_dir}: the model has no held-out calibration scores (trained with calibration fraction 0)")
+    paths = [p for p, _ in expand_inputs(images)]
+    p = np.array([v.p_value for v in model.inspect_files(paths)])
+    res = drift_test(p, n_cal, alpha=model.calibration.alpha, level=level)
+    out_console.print(json.dumps(res.to_dict(), indent=2) if as_json else res.message)
+    if exit_code and res.drifted:
+        raise typer.Exit(3)

@@ -1,0 +1,30 @@
+"""``kizu evaluate``: metrics, figures and report.html on a labelled MVTec-AD test set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..evaluation import evaluate as run_evaluation
+from ..evaluation import write_outputs
+from ..images import test_set
+from ..model import InspectionModel
+from . import app
+from .common import friendly_errors, out_console, print_confusion
+
+
+@app.command()
+@friendly_errors
+def evaluate(
+    model_dir: Path = typer.Argument(..., metavar="MODEL", help="model folder written by `kizu train`"),
+    data: Path = typer.Argument(..., help="MVTec-AD category folder with test/ (and ground_truth/)"),
+    out: Path = typer.Option(Path("kizu-eval"), "--out", "-o", help="folder for metrics.json, figures, report.html"),
+    device: str = typer.Option(None, help="auto | cpu | cuda (default: as trained)"),
+):
+    """Evaluate a model: confusion matrix, AUROC/AUPR, F1, pixel AUROC/AUPRO; writes report.html."""
+    model = InspectionModel.load(model_dir, device=device)
+    ev = run_evaluation(model, test_set(data))
+    write_outputs(model, ev, out)
+    print_confusion(ev.metrics)
+    out_console.print(f"report: {out / 'report.html'}")

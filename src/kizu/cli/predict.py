@@ -1,0 +1,68 @@
+"""``kizu predict``: inspect images with a saved model → results.csv (+ maps, overlays)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from .. import plots
+from ..images import atomic_write_bytes, atomic_write_text, expand_inputs, read_image
+from ..model import InspectionModel
+from . import app
+from .common import friendly_errors, out_console
+
+CSV_COLUMNS = ["path", "score", "p_value", "defective", "normalized_score", "regions"]
+
+
+def _mirrored(path: Path, root: Path, out_dir: Path, suffix: str) -> Path:
+    """``out_dir/<path relative to root, new suffix>``."""
+    return (out_dir / path.relative_to(root)).with_suffix(suffix)
+
+
+@app.command()
+@friendly_errors
+def predict(
+    model_dir: Path = typer.Argument(..., metavar="MODEL", help="model folder written by `kizu train`"),
+    inputs: list[Path] = typer.Argument(..., metavar="INPUT...", help="image files or folders (searched recursively)"),
+    out: Path = typer.Option(..., "--out", "-o", help="results CSV: path, score, p_value, defective, ..."),
+    maps: Path = typer.Option(None, help="write one float32 .npy anomaly map per image (H, W) here"),
+    overlays: Path = typer.Option(None, help="write one PNG overlay per image here (heat map + defect boxes)"),
+    device: str = typer.Option(None, help="auto | cpu | cuda (default: as trained)"),
+    batch_size: int = typer.Option(64, help="images inspected at once"),
+):
+    """Inspect images. All inputs are read and checked before anything is written."""
+    model = InspectionModel.load(model_dir, device=device)
+    found = expand_inputs(inputs)
+    images = [read_image(p) for p, _ in found]  # every file is checked before any output exists
+    for img, (p, _) in zip(images, found):
+        model.preprocessor.apply(img, p)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    n_bad = 0
+    pending: list[tuple[Path, bytes]] = []
+    for start in range(0, len(found), batch_size):
+        chunk = found[start:start + batch_size]
+        verdicts = model.inspect(images[start:start + batch_size], [p for p, _ in chunk])
+        for (path, root), v, img in zip(chunk, verdicts, images[start:start + batch_size]):
+            n_bad += v.defective
+            writer.writerow([str(path), f"{v.score:.9g}", f"{v.p_value:.6g}", int(v.defective),
+                             f"{v.normalized:.6f}", json.dumps(v.regions, separators=(",", ":"))])
+            if maps is not None:
+                b = io.BytesIO()
+                np.save(b, v.anomaly_map.astype(np.float32))
+                pending.append((_mirrored(path, root, maps, ".npy"), b.getvalue()))
+            if overlays is not None:
+                fig = plots.overlay_figure(img, v.anomaly_map, model.calibration.pixel_threshold, v.regions,
+                                           f"{path.name}: {'DEFECTIVE' if v.defective else 'good'} (p={v.p_value:.3g})")
+                pending.append((_mirrored(path, root, overlays, ".png"), plots.figure_png(fig)))
+        for target, data in pending:
+            atomic_write_bytes(target, data)
+        pending.clear()
+    atomic_write_text(out, buf.getvalue())
+    out_console.print(f"inspected {len(found)} images: {n_bad} defective, {len(found) - n_bad} good → {out}")

@@ -1,0 +1,83 @@
+"""``kizu train``: learn normal from good images, calibrate, save the model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..detectors import detector_class
+from ..detectors.registry import options_of
+from ..errors import KizuError
+from ..images import read_image, training_image_paths
+from ..model import InspectionModel
+from . import app
+from .common import friendly_errors, out_console, parse_options, parse_size, training_progress
+
+DEFAULT_DETECTOR = "autoencoder"
+
+
+def train_model(data: Path, *, detector: str = DEFAULT_DETECTOR, preset: str | None = None, epochs: int | None = None,
+                seed: int = 0, alpha: float = 0.05, threshold_rule: str = "conformal",
+                calibration_fraction: float = 0.2, device: str = "auto", score: str | None = None,
+                sigma: float | None = None, resize: str | None = None, options: list[str] | None = None,
+                quiet: bool = False) -> InspectionModel:
+    """Everything ``kizu train`` does except saving (shared with ``kizu demo``)."""
+    paths = training_image_paths(data)
+    images = [read_image(p) for p in paths]
+    opts = parse_options(options or [])
+    accepted = options_of(detector) if detector_class(detector) else {}
+    for name, value in (("preset", preset), ("epochs", epochs), ("device", device)):
+        if value is None or (name == "device" and value == "auto"):
+            continue
+        if name not in accepted:
+            raise KizuError(f"--{name}: detector {detector!r} has no such option")
+        opts.setdefault(name, value)
+    if "device" in accepted and device != "auto":
+        opts.setdefault("device", device)
+    with training_progress(quiet) as progress:
+        return InspectionModel.train(
+            images, paths=paths, detector=detector, detector_options=opts, calibration_fraction=calibration_fraction,
+            alpha=alpha, threshold_rule=threshold_rule, reducer=score, sigma=sigma, seed=seed,
+            resize=parse_size(resize), progress=progress)
+
+
+@app.command()
+@friendly_errors
+def train(
+    data: Path = typer.Argument(..., help="MVTec-AD category folder (uses DATA/train/good) or a folder of good images"),
+    out: Path = typer.Option(..., "--out", "-o", help="model folder to write (model.json + weights.safetensors)"),
+    detector: str = typer.Option(DEFAULT_DETECTOR, help="detector name (see `kizu detectors`)"),
+    preset: str = typer.Option(None, help="detector preset, e.g. autoencoder: seed | default | deep"),
+    epochs: int = typer.Option(None, help="training epochs (neural detectors)"),
+    seed: int = typer.Option(0, help="random seed: the same seed gives the same model and scores"),
+    alpha: float = typer.Option(0.05, help="target false-alarm rate on good images"),
+    threshold_rule: str = typer.Option("conformal", help="conformal (held-out p-values) or train-quantile (the seed's)"),
+    calibration_fraction: float = typer.Option(0.2, help="share of good images held out for calibration"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    score: str = typer.Option(None, help="image score from the map: mean | max | topk (default: the detector's)"),
+    sigma: float = typer.Option(None, help="Gaussian smoothing of maps in px before max/topk and for display"),
+    resize: str = typer.Option(None, help="resize every image to PX or WxH (accepts any input size)"),
+    option: list[str] = typer.Option(None, "--option", "-O", help="detector option KEY=VALUE (repeatable)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+):
+    """Train on good images and save a calibrated model."""
+    model = train_model(data, detector=detector, preset=preset, epochs=epochs, seed=seed, alpha=alpha,
+                        threshold_rule=threshold_rule, calibration_fraction=calibration_fraction, device=device,
+                        score=score, sigma=sigma, resize=resize, options=option, quiet=quiet)
+    model.save(out)
+    c = model.calibration
+    out_console.print(f"saved {out}: {model.summary['n_fit']} images fitted, {model.summary['n_calibration']} "
+                      f"calibration, threshold {c.threshold:.6g} ({c.rule}, alpha={c.alpha:g})")
+    for note in c.notes:
+        out_console.print(f"note: {note}")
+
+
+@app.command()
+def detectors():
+    """List the available detectors and their options."""
+    from ..detectors import available
+
+    for name in available():
+        opts = ", ".join(f"{k}={v!r}" for k, v in options_of(name).items())
+        out_console.print(f"[bold]{name}[/]: {opts}")

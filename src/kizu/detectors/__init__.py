@@ -1,0 +1,14 @@
+"""Detectors behind one interface; importing this package registers them all."""
+
+from . import autoencoder  # noqa: F401  (registers "autoencoder")
+from .base import Detector
+from .registry import available, create, detector_class, register
+
+for _optional in ("mt", "patch_gaussian", "patch_knn"):
+    try:  # each detector registers itself on import
+        __import__(f"{__name__}.{_optional}")
+    except ImportError as _err:  # pragma: no cover - only while a module is missing
+        if _optional not in str(_err):
+            raise
+
+__all__ = ["Detector", "available", "create", "detector_class", "register"]

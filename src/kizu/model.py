@@ -1,0 +1,278 @@
+"""InspectionModel: preprocess + detector + scoring + calibration — the one path for every score.
+
+The Python API, the CLI, the service and the exported-model check all go through ``inspect``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from . import __version__
+from .calibration import Calibration, conformal_threshold
+from .detectors import create, detector_class
+from .detectors.base import Detector, ProgressFn
+from .errors import KizuError, ModelFileError
+from .images import read_image
+from .preprocess import Preprocessor, resize_maps
+from .regions import find_regions
+from .scoring import ScoreRule, smooth_maps
+
+FORMAT_VERSION = 1
+MODEL_JSON, WEIGHTS = "model.json", "weights.safetensors"
+
+
+@dataclass
+class Verdict:
+    """The inspection result for one image."""
+
+    score: float  #: raw anomaly score (higher = more anomalous; units depend on the detector)
+    p_value: float  #: conformal p-value against the calibration good images, in (0, 1]
+    defective: bool  #: score above the threshold (⟺ p <= alpha under the conformal rule)
+    normalized: float  #: 0–1 score for people, 0.5 at the threshold (never replaces the p-value)
+    anomaly_map: np.ndarray = field(repr=False)  #: (H, W) float32 at the input's resolution
+    regions: list[dict] = field(default_factory=list)  #: bounding boxes where the map exceeds the pixel threshold
+    path: str | None = None
+
+
+def _default_score_rule(detector: Detector) -> ScoreRule:
+    """Seed-compatible mean for reconstruction error; max of the smoothed map for local detectors."""
+    reducer = getattr(detector, "default_reducer", None) or ("mean" if detector.name == "autoencoder" else "max")
+    return ScoreRule(reducer=reducer, sigma=float(getattr(detector, "default_sigma", 1.0)))
+
+
+def split_calibration(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (fit, calibration): a seeded random ``fraction`` of ``n`` images is held out."""
+    if not 0 <= fraction < 1:
+        raise KizuError(f"calibration fraction must be in [0, 1), not {fraction}")
+    n_cal = int(round(n * fraction)) if fraction > 0 else 0
+    if fraction > 0:
+        n_cal = max(1, n_cal)
+    if n - n_cal < 2:
+        raise KizuError(f"only {n} good images: too few to train and calibrate (need at least {n_cal + 2})")
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[n_cal:]), np.sort(perm[:n_cal])
+
+
+class InspectionModel:
+    """A trained inspection model. Build with ``InspectionModel.train`` or ``InspectionModel.load``."""
+
+    def __init__(self, detector: Detector, preprocessor: Preprocessor, score_rule: ScoreRule,
+                 calibration: Calibration, summary: dict[str, Any] | None = None):
+        self.detector = detector
+        self.preprocessor = preprocessor
+        self.score_rule = score_rule
+        self.calibration = calibration
+        self.summary = summary or {}
+
+    # -- training ------------------------------------------------------------------------------
+    @classmethod
+    def train(cls, images: list[np.ndarray] | np.ndarray, *, detector: str | Detector = "autoencoder",
+              detector_options: dict[str, Any] | None = None, paths: list | None = None,
+              calibration_fraction: float = 0.2, alpha: float = 0.05, threshold_rule: str = "conformal",
+              reducer: str | None = None, sigma: float | None = None, topk: float = 0.01, seed: int = 0,
+              resize: tuple[int, int] | None = None, progress: ProgressFn | None = None) -> "InspectionModel":
+        """Learn "normal" from good images and calibrate the threshold on a held-out part.
+
+        ``images``: a list of ``(C, H, W)`` arrays (or ``(N, C, H, W)`` / ``(N, H, W)``) in [0, 1].
+        ``calibration_fraction`` of them (seeded random) is never used for fitting; their scores give
+        the conformal p-values. ``threshold_rule="train-quantile"`` is the seed's rule instead.
+        """
+        images = _as_image_list(images)
+        paths = [Path(p) for p in paths] if paths is not None else [Path(f"image[{i}]") for i in range(len(images))]
+        pre = Preprocessor.for_training(images, paths, resize_to=resize)
+        x = pre.apply_all(images, paths)
+        if isinstance(detector, str):
+            det = create(detector, **(detector_options or {}))
+        else:
+            det = detector
+        fit_idx, cal_idx = split_calibration(len(x), calibration_fraction, seed)
+        t0 = time.perf_counter()
+        det.fit(x[fit_idx], seed=seed, progress=progress)
+        fit_seconds = time.perf_counter() - t0
+        rule = _default_score_rule(det)
+        if reducer is not None or sigma is not None:
+            rule = ScoreRule(reducer or rule.reducer, rule.sigma if sigma is None else sigma, topk)
+        model = cls(det, pre, rule, Calibration([], alpha))
+        train_scores, train_peaks = model._scores_and_peaks(x[fit_idx])
+        cal_scores, cal_peaks = model._scores_and_peaks(x[cal_idx]) if len(cal_idx) else (np.array([]), np.array([]))
+        model.calibration = Calibration.fit(cal_scores, alpha, threshold_rule, train_scores)
+        model.calibration.pixel_threshold = _pixel_threshold(
+            cal_peaks if len(cal_peaks) else train_peaks, alpha, model)
+        model.summary = {
+            "n_images": len(x), "n_fit": int(len(fit_idx)), "n_calibration": int(len(cal_idx)),
+            "calibration_fraction": calibration_fraction, "seed": seed, "fit_seconds": round(fit_seconds, 3),
+            "history": {k: [float(v) for v in vs] for k, vs in det.history.items()},
+            "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        return model
+
+    # -- scoring ---------------------------------------------------------------------------------
+    def _detector_maps(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """``(N, C, H, W)`` preprocessed → ``(N, H, W)`` maps at the detector's resolution."""
+        if len(x) == 0:
+            return np.zeros((0, *self.preprocessor.size), np.float32)
+        return np.concatenate([self.detector.anomaly_maps(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+    def _image_scores(self, x: np.ndarray, maps: np.ndarray) -> np.ndarray:
+        own = self.detector.image_scores(x) if self.detector.has_own_image_score else None
+        return np.asarray(own if own is not None else self.score_rule(maps), dtype=np.float64)
+
+    def _scores_and_peaks(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        maps = self._detector_maps(x)
+        peaks = smooth_maps(maps, self.score_rule.sigma).reshape(len(maps), -1).max(axis=1) if len(maps) else np.array([])
+        return self._image_scores(x, maps), peaks
+
+    def inspect(self, images: list[np.ndarray] | np.ndarray, paths: list | None = None) -> list[Verdict]:
+        """Images (``(C, H, W)`` arrays, any size if the model resizes) → one Verdict each."""
+        images = _as_image_list(images)
+        paths = list(paths) if paths is not None else [None] * len(images)
+        x = self.preprocessor.apply_all(images, paths)
+        maps = self._detector_maps(x)
+        scores = self._image_scores(x, maps)
+        p = self.calibration.p_values(scores)
+        defective = self.calibration.is_defective(scores)
+        norm = self.normalized_scores(scores)
+        display = smooth_maps(maps, self.score_rule.sigma)
+        out = []
+        for i, img in enumerate(images):
+            m = resize_maps(display[i:i + 1], img.shape[1:])[0]
+            regions = find_regions(m, self.calibration.pixel_threshold) if defective[i] else []
+            out.append(Verdict(float(scores[i]), float(p[i]), bool(defective[i]), float(norm[i]), m, regions,
+                               None if paths[i] is None else str(paths[i])))
+        return out
+
+    def inspect_files(self, paths: list[str | Path]) -> list[Verdict]:
+        """Read image files and inspect them; a bad file raises an InputError naming it."""
+        paths = [Path(p) for p in paths]
+        return self.inspect([read_image(p) for p in paths], paths)
+
+    def normalized_scores(self, scores: np.ndarray) -> np.ndarray:
+        """0–1 for people, exactly 0.5 at the threshold (see ``kizu.guarantees.normalised_score``)."""
+        from .guarantees import normalised_score
+
+        cal = np.asarray(self.calibration.scores or self.calibration.train_scores, dtype=np.float64)
+        return np.asarray(normalised_score(np.asarray(scores, dtype=np.float64), self.calibration.threshold, cal))
+
+    def reconstruct(self, images: list[np.ndarray] | np.ndarray) -> np.ndarray | None:
+        """Reconstructions at the detector's resolution, for detectors that have them."""
+        return self.detector.reconstruct(self.preprocessor.apply_all(_as_image_list(images)))
+
+    # -- persistence -----------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": "kizu-model", "format_version": FORMAT_VERSION, "kizu_version": __version__,
+            "preprocess": self.preprocessor.to_json(),
+            "detector": {"name": self.detector.name, "config": self.detector.config()},
+            "scoring": self.score_rule.to_json(),
+            "calibration": self.calibration.to_json(),
+            "training": self.summary,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``path/model.json`` + ``path/weights.safetensors`` atomically (temp dir, then rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() and not (path / MODEL_JSON).is_file() and any(path.iterdir()):
+            raise KizuError(f"{path}: exists and is not a kizu model folder; refusing to overwrite it")
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+        try:
+            state = {k: np.ascontiguousarray(v) for k, v in self.detector.state_dict().items()}
+            save_file(state, str(tmp / WEIGHTS))
+            (tmp / MODEL_JSON).write_text(json.dumps(self.to_json(), indent=2, allow_nan=False), encoding="utf-8")
+            old = None
+            if path.exists():
+                old = path.with_name(f".{path.name}.old-{os.getpid()}")
+                path.rename(old)
+            tmp.rename(path)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str | None = None) -> "InspectionModel":
+        """Read a model folder; a damaged or incompatible one raises ModelFileError saying what is wrong."""
+        path = Path(path)
+        if path.is_file() and path.name == MODEL_JSON:
+            path = path.parent
+        if not path.is_dir():
+            raise ModelFileError(path, "no such model folder")
+        meta_file, weights_file = path / MODEL_JSON, path / WEIGHTS
+        if not meta_file.is_file():
+            raise ModelFileError(path, f"not a kizu model: {MODEL_JSON} is missing")
+        try:
+            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ModelFileError(meta_file, f"damaged model description (invalid JSON: {err})") from None
+        if not isinstance(meta, dict) or meta.get("format") != "kizu-model":
+            raise ModelFileError(meta_file, "not a kizu model description")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ModelFileError(meta_file, f"model format version {meta.get('format_version')} is not supported "
+                                            f"by kizu {__version__} (it reads version {FORMAT_VERSION})")
+        try:
+            det_cls = detector_class(meta["detector"]["name"])
+            det = det_cls.from_config(meta["detector"]["config"])
+            if device is not None:
+                det.to(device)
+            pre = Preprocessor.from_json(meta["preprocess"])
+            rule = ScoreRule(**meta["scoring"])
+            cal = Calibration.from_json(meta["calibration"])
+        except KizuError as err:
+            raise ModelFileError(meta_file, str(err)) from None
+        except (KeyError, TypeError, ValueError) as err:
+            raise ModelFileError(meta_file, f"incomplete or invalid model description ({type(err).__name__}: {err})") from None
+        if not weights_file.is_file():
+            raise ModelFileError(path, f"{WEIGHTS} is missing")
+        try:
+            state = load_file(str(weights_file))
+        except Exception as err:  # safetensors raises its own error types for damaged files
+            raise ModelFileError(weights_file, f"damaged weights file ({err})") from None
+        try:
+            det.load_state_dict(state)
+        except (KeyError, RuntimeError, ValueError) as err:
+            raise ModelFileError(weights_file, f"weights do not fit the detector ({err})") from None
+        return cls(det, pre, rule, cal, meta.get("training", {}))
+
+    def __repr__(self) -> str:
+        c = self.calibration
+        return (f"InspectionModel({self.detector!r}, size={self.preprocessor.size}, channels={self.preprocessor.channels}, "
+                f"score={self.score_rule.reducer}, rule={c.rule}, alpha={c.alpha}, threshold={c.threshold:.6g})")
+
+
+def _pixel_threshold(peaks: np.ndarray, alpha: float, model: InspectionModel) -> float:
+    """Pixel-level threshold for regions and overlays: the conformal threshold of good images'
+    smoothed-map maxima, so a good image shows a region with probability <= alpha."""
+    if len(peaks) == 0:
+        return math.inf
+    t = conformal_threshold(peaks, alpha)
+    return t if math.isfinite(t) else float(np.max(peaks))
+
+
+def _as_image_list(images) -> list[np.ndarray]:
+    if isinstance(images, np.ndarray):
+        if images.ndim == 3:
+            images = images[:, None]
+        if images.ndim != 4:
+            raise KizuError(f"images must be (N, C, H, W) or (N, H, W), got shape {images.shape}")
+        return [np.asarray(a, dtype=np.float32) for a in images]
+    out = []
+    for a in images:
+        a = np.asarray(a, dtype=np.float32)
+        out.append(a[None] if a.ndim == 2 else a)
+    return out
+
+
+ProgressCallback = Callable[[int, int, dict], None]

@@ -1,0 +1,104 @@
+"""Resize / grey / RGB conversion, stored in the model and applied identically everywhere."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from skimage.transform import resize as sk_resize
+
+from .errors import InputError
+
+
+def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """``(C, H, W)`` → ``(channels, H, W)``: grey is replicated, RGB becomes luminance (BT.601)."""
+    c = image.shape[0]
+    if c == channels:
+        return image
+    if channels == 3 and c == 1:
+        return np.repeat(image, 3, axis=0)
+    if channels == 1 and c == 3:
+        return (0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2])[None].astype(np.float32)
+    raise ValueError(f"cannot convert {c} channels to {channels}")
+
+
+def is_effectively_grey(image: np.ndarray, tol: float = 1.0 / 255) -> bool:
+    """True for one channel, or three nearly equal channels."""
+    return image.shape[0] == 1 or bool(np.all(np.abs(image - image[:1]) <= tol))
+
+
+def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``(C, H, W)`` → ``(C, *size)`` with anti-aliasing (bilinear)."""
+    if image.shape[1:] == tuple(size):
+        return image
+    out = sk_resize(image, (image.shape[0], *size), order=1, anti_aliasing=True, preserve_range=True)
+    return out.astype(np.float32)
+
+
+def resize_maps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``(N, h, w)`` → ``(N, *size)`` bilinear, no anti-aliasing (maps are upsampled back)."""
+    if maps.shape[1:] == tuple(size):
+        return maps
+    out = sk_resize(maps, (maps.shape[0], *size), order=1, anti_aliasing=False, preserve_range=True)
+    return out.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Preprocessor:
+    """What every image goes through before a detector sees it.
+
+    ``channels``: 1 (grey) or 3 (RGB). ``size``: (H, W) the detector works at. ``resize``: when
+    False, inputs must already be ``size`` (an error otherwise); when True, any input is resized to
+    ``size`` and its map is resized back to the input's resolution.
+    """
+
+    channels: int
+    size: tuple[int, int]
+    resize: bool = False
+
+    @classmethod
+    def for_training(cls, images: list[np.ndarray], paths: list[Path], *, resize_to: tuple[int, int] | None = None,
+                     channels: int | None = None) -> "Preprocessor":
+        """Choose channels (grey unless a training image has colour) and size from the training set."""
+        if not images:
+            raise InputError(None, "no training images")
+        if channels is None:
+            channels = 1 if all(is_effectively_grey(a) for a in images) else 3
+        if resize_to is not None:
+            return cls(channels, (int(resize_to[0]), int(resize_to[1])), True)
+        h, w = images[0].shape[1:]
+        for a, p in zip(images, paths):
+            if a.shape[1:] != (h, w):
+                raise InputError(
+                    p, f"image is {a.shape[2]}x{a.shape[1]} px but {paths[0].name} is {w}x{h} px; training images "
+                    "must share one size (or pass --resize WxH)")
+        return cls(channels, (h, w), False)
+
+    def apply(self, image: np.ndarray, path: Path | str | None = None) -> np.ndarray:
+        """One ``(C, H, W)`` image → ``(channels, *size)``; a size mismatch is an error naming ``path``."""
+        image = to_channels(image, self.channels)
+        if image.shape[1:] != self.size:
+            if not self.resize:
+                h, w = self.size
+                raise InputError(
+                    path, f"image is {image.shape[2]}x{image.shape[1]} px but the model expects {w}x{h} px "
+                    "(train with --resize to accept other sizes)")
+            image = resize_image(image, self.size)
+        return np.ascontiguousarray(image, dtype=np.float32)
+
+    def apply_all(self, images: list[np.ndarray], paths: list | None = None) -> np.ndarray:
+        """Many images → ``(N, channels, H, W)`` float32."""
+        paths = paths or [None] * len(images)
+        if not images:
+            return np.zeros((0, self.channels, *self.size), np.float32)
+        return np.stack([self.apply(a, p) for a, p in zip(images, paths)])
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["size"] = list(self.size)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Preprocessor":
+        return cls(int(d["channels"]), (int(d["size"][0]), int(d["size"][1])), bool(d.get("resize", False)))
