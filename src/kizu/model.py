@@ -27,6 +27,7 @@ from .images import read_image
 from .preprocess import Preprocessor, resize_maps
 from .regions import find_regions
 from .scoring import ScoreRule, smooth_maps
+from .tiling import extract_tiles, stitch_maps
 
 FORMAT_VERSION = 1
 MODEL_JSON, WEIGHTS = "model.json", "weights.safetensors"
@@ -81,37 +82,51 @@ class InspectionModel:
               detector_options: dict[str, Any] | None = None, paths: list | None = None,
               calibration_fraction: float = 0.2, alpha: float = 0.05, threshold_rule: str = "conformal",
               reducer: str | None = None, sigma: float | None = None, topk: float = 0.01, seed: int = 0,
-              resize: tuple[int, int] | None = None, progress: ProgressFn | None = None) -> "InspectionModel":
-        """Learn "normal" from good images and calibrate the threshold on a held-out part.
+              resize: tuple[int, int] | None = None, progress: ProgressFn | None = None,
+              calibration: str = "holdout", folds: int = 5, tile: int | None = None,
+              tile_stride: int | None = None) -> "InspectionModel":
+        """Learn "normal" from good images and calibrate the threshold on images it did not fit.
 
         ``images``: a list of ``(C, H, W)`` arrays (or ``(N, C, H, W)`` / ``(N, H, W)``) in [0, 1].
-        ``calibration_fraction`` of them (seeded random) is never used for fitting; their scores give
-        the conformal p-values. ``threshold_rule="train-quantile"`` is the seed's rule instead.
+        ``calibration="holdout"``: ``calibration_fraction`` of them (seeded random) is never used for
+        fitting; their scores give the conformal p-values. ``calibration="cross"`` (cross-conformal,
+        no image wasted): ``folds`` models each score the fold they did not see; those out-of-fold
+        scores calibrate, and the final model is fitted on all images (``folds + 1`` fits).
+        ``threshold_rule="train-quantile"`` is the seed's rule instead. ``tile``: fit and inspect
+        overlapping ``tile``-px tiles (large images with small defects); maps are stitched back.
         """
         images = _as_image_list(images)
         paths = [Path(p) for p in paths] if paths is not None else [Path(f"image[{i}]") for i in range(len(images))]
-        pre = Preprocessor.for_training(images, paths, resize_to=resize)
+        pre = Preprocessor.for_training(images, paths, resize_to=resize, tile=tile, tile_stride=tile_stride)
         x = pre.apply_all(images, paths)
         if isinstance(detector, str):
             det = create(detector, **(detector_options or {}))
         else:
             det = detector
-        fit_idx, cal_idx = split_calibration(len(x), calibration_fraction, seed)
-        t0 = time.perf_counter()
-        det.fit(x[fit_idx], seed=seed, progress=progress)
-        fit_seconds = time.perf_counter() - t0
+        if calibration not in ("holdout", "cross"):
+            raise KizuError(f"calibration must be 'holdout' or 'cross', not {calibration!r}")
         rule = _default_score_rule(det)
         if reducer is not None or sigma is not None:
             rule = ScoreRule(reducer or rule.reducer, rule.sigma if sigma is None else sigma, topk)
+        t0 = time.perf_counter()
+        if calibration == "cross":
+            cal_scores, cal_peaks = _out_of_fold_scores(det, pre, rule, x, folds, seed)
+            fit_idx, cal_idx = np.arange(len(x)), np.arange(0)
+        else:
+            fit_idx, cal_idx = split_calibration(len(x), calibration_fraction, seed)
+        det.fit(pre.fit_view(x[fit_idx]), seed=seed, progress=progress)
+        fit_seconds = time.perf_counter() - t0
         model = cls(det, pre, rule, Calibration([], alpha))
         train_scores, train_peaks = model._scores_and_peaks(x[fit_idx])
-        cal_scores, cal_peaks = model._scores_and_peaks(x[cal_idx]) if len(cal_idx) else (np.array([]), np.array([]))
+        if calibration == "holdout":
+            cal_scores, cal_peaks = model._scores_and_peaks(x[cal_idx]) if len(cal_idx) else (np.array([]), np.array([]))
         model.calibration = Calibration.fit(cal_scores, alpha, threshold_rule, train_scores)
         model.calibration.pixel_threshold = _pixel_threshold(
             cal_peaks if len(cal_peaks) else train_peaks, alpha, model)
         model.summary = {
-            "n_images": len(x), "n_fit": int(len(fit_idx)), "n_calibration": int(len(cal_idx)),
-            "calibration_fraction": calibration_fraction, "seed": seed, "fit_seconds": round(fit_seconds, 3),
+            "n_images": len(x), "n_fit": int(len(fit_idx)), "n_calibration": int(len(cal_scores)),
+            "calibration": calibration, "folds": folds if calibration == "cross" else None,
+            "calibration_fraction": calibration_fraction if calibration == "holdout" else 0.0, "seed": seed, "fit_seconds": round(fit_seconds, 3),
             "history": {k: [float(v) for v in vs] for k, vs in det.history.items()},
             "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
@@ -122,10 +137,17 @@ class InspectionModel:
         """``(N, C, H, W)`` preprocessed → ``(N, H, W)`` maps at the detector's resolution."""
         if len(x) == 0:
             return np.zeros((0, *self.preprocessor.size), np.float32)
-        return np.concatenate([self.detector.anomaly_maps(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+        pre = self.preprocessor
+        if pre.tile is None:
+            return np.concatenate([self.detector.anomaly_maps(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+        tiles = extract_tiles(x, pre.tile, pre.tile_stride)
+        maps = np.concatenate([self.detector.anomaly_maps(tiles[i:i + batch_size]) for i in range(0, len(tiles), batch_size)])
+        return stitch_maps(maps, pre.size, pre.tile, pre.tile_stride)
 
     def _image_scores(self, x: np.ndarray, maps: np.ndarray) -> np.ndarray:
-        own = self.detector.image_scores(x) if self.detector.has_own_image_score else None
+        # with tiles, a detector's own whole-image score does not exist: reduce the stitched map
+        own = self.detector.image_scores(x) if self.detector.has_own_image_score and self.preprocessor.tile is None \
+            else None
         return np.asarray(own if own is not None else self.score_rule(maps), dtype=np.float64)
 
     def _scores_and_peaks(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -187,7 +209,7 @@ class InspectionModel:
             raise KizuError(f"{path}: exists and is not a kizu model folder; refusing to overwrite it")
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
         try:
-            state = {k: np.ascontiguousarray(v) for k, v in self.detector.state_dict().items()}
+            state = {k: np.require(v, requirements="C") for k, v in self.detector.state_dict().items()}
             save_file(state, str(tmp / WEIGHTS))
             (tmp / MODEL_JSON).write_text(json.dumps(self.to_json(), indent=2, allow_nan=False), encoding="utf-8")
             old = None
@@ -250,6 +272,23 @@ class InspectionModel:
         c = self.calibration
         return (f"InspectionModel({self.detector!r}, size={self.preprocessor.size}, channels={self.preprocessor.channels}, "
                 f"score={self.score_rule.reducer}, rule={c.rule}, alpha={c.alpha}, threshold={c.threshold:.6g})")
+
+
+def _out_of_fold_scores(det: Detector, pre: Preprocessor, rule: ScoreRule, x: np.ndarray, folds: int,
+                        seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cross-conformal calibration: image scores and map peaks of each fold from a fresh detector
+    (same configuration) fitted on the other folds."""
+    if not 2 <= folds <= len(x) // 2:
+        raise KizuError(f"cross-conformal calibration needs 2 <= folds <= n/2 (n = {len(x)}), not {folds}")
+    perm = np.random.default_rng(seed).permutation(len(x))
+    scores, peaks = np.empty(len(x)), np.empty(len(x))
+    for k, held in enumerate(np.array_split(perm, folds)):
+        rest = np.setdiff1d(perm, held)
+        fold_det = type(det).from_config(det.config())
+        fold_det.fit(pre.fit_view(x[rest]), seed=seed + 1000 * (k + 1))
+        fold_model = InspectionModel(fold_det, pre, rule, Calibration([], 0.05))
+        scores[held], peaks[held] = fold_model._scores_and_peaks(x[held])
+    return scores, peaks
 
 
 def _pixel_threshold(peaks: np.ndarray, alpha: float, model: InspectionModel) -> float:

@@ -56,24 +56,43 @@ class Preprocessor:
     channels: int
     size: tuple[int, int]
     resize: bool = False
+    #: inspect as overlapping ``tile``-px tiles at ``tile_stride`` (None: the detector sees whole images)
+    tile: int | None = None
+    tile_stride: int | None = None
 
     @classmethod
     def for_training(cls, images: list[np.ndarray], paths: list[Path], *, resize_to: tuple[int, int] | None = None,
-                     channels: int | None = None) -> "Preprocessor":
+                     channels: int | None = None, tile: int | None = None, tile_stride: int | None = None
+                     ) -> "Preprocessor":
         """Choose channels (grey unless a training image has colour) and size from the training set."""
         if not images:
             raise InputError(None, "no training images")
         if channels is None:
             channels = 1 if all(is_effectively_grey(a) for a in images) else 3
+        tiling = {}
+        if tile is not None:
+            tile = int(tile)
+            stride = int(tile_stride) if tile_stride else max(1, (3 * tile) // 4)
+            if tile < 8 or not 0 < stride <= tile:
+                raise InputError(None, f"tile must be >= 8 px and 0 < stride <= tile (got tile={tile}, stride={stride})")
+            tiling = {"tile": tile, "tile_stride": stride}
         if resize_to is not None:
-            return cls(channels, (int(resize_to[0]), int(resize_to[1])), True)
+            pre = cls(channels, (int(resize_to[0]), int(resize_to[1])), True, **tiling)
+            pre._check_tile()
+            return pre
         h, w = images[0].shape[1:]
         for a, p in zip(images, paths):
             if a.shape[1:] != (h, w):
                 raise InputError(
                     p, f"image is {a.shape[2]}x{a.shape[1]} px but {paths[0].name} is {w}x{h} px; training images "
                     "must share one size (or pass --resize WxH)")
-        return cls(channels, (h, w), False)
+        pre = cls(channels, (h, w), False, **tiling)
+        pre._check_tile()
+        return pre
+
+    def _check_tile(self) -> None:
+        if self.tile is not None and (self.tile > self.size[0] or self.tile > self.size[1]):
+            raise InputError(None, f"tile {self.tile} px is larger than the images ({self.size[1]}x{self.size[0]} px)")
 
     def apply(self, image: np.ndarray, path: Path | str | None = None) -> np.ndarray:
         """One ``(C, H, W)`` image → ``(channels, *size)``; a size mismatch is an error naming ``path``."""
@@ -94,6 +113,14 @@ class Preprocessor:
             return np.zeros((0, self.channels, *self.size), np.float32)
         return np.stack([self.apply(a, p) for a, p in zip(images, paths)])
 
+    def fit_view(self, x: np.ndarray) -> np.ndarray:
+        """What the detector is fitted on: the images, or all their tiles when tiling."""
+        if self.tile is None:
+            return x
+        from .tiling import extract_tiles
+
+        return extract_tiles(x, self.tile, self.tile_stride)
+
     def to_json(self) -> dict:
         d = asdict(self)
         d["size"] = list(self.size)
@@ -101,4 +128,6 @@ class Preprocessor:
 
     @classmethod
     def from_json(cls, d: dict) -> "Preprocessor":
-        return cls(int(d["channels"]), (int(d["size"][0]), int(d["size"][1])), bool(d.get("resize", False)))
+        tile, stride = d.get("tile"), d.get("tile_stride")
+        return cls(int(d["channels"]), (int(d["size"][0]), int(d["size"][1])), bool(d.get("resize", False)),
+                   None if tile is None else int(tile), None if stride is None else int(stride))

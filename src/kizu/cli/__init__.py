@@ -8,6 +8,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="kizu: visual inspection by anomaly detection, learnt from good images only.")
 
 # each module registers its commands on ``app``
-from . import demo, drift, evaluate, predict, synth, threshold, train  # noqa: E402,F401
+from . import bench, demo, drift, evaluate, predict, synth, threshold, train  # noqa: E402,F401
 
 __all__ = ["app"]

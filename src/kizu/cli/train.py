@@ -21,7 +21,7 @@ def train_model(data: Path, *, detector: str = DEFAULT_DETECTOR, preset: str | N
                 seed: int = 0, alpha: float = 0.05, threshold_rule: str = "conformal",
                 calibration_fraction: float = 0.2, device: str = "auto", score: str | None = None,
                 sigma: float | None = None, resize: str | None = None, options: list[str] | None = None,
-                quiet: bool = False) -> InspectionModel:
+                quiet: bool = False, calibration: str = "holdout", folds: int = 5) -> InspectionModel:
     """Everything ``kizu train`` does except saving (shared with ``kizu demo``)."""
     paths = training_image_paths(data)
     images = [read_image(p) for p in paths]
@@ -39,7 +39,7 @@ def train_model(data: Path, *, detector: str = DEFAULT_DETECTOR, preset: str | N
         return InspectionModel.train(
             images, paths=paths, detector=detector, detector_options=opts, calibration_fraction=calibration_fraction,
             alpha=alpha, threshold_rule=threshold_rule, reducer=score, sigma=sigma, seed=seed,
-            resize=parse_size(resize), progress=progress)
+            resize=parse_size(resize), progress=progress, calibration=calibration, folds=folds)
 
 
 @app.command()
@@ -54,6 +54,9 @@ def train(
     alpha: float = typer.Option(0.05, help="target false-alarm rate on good images"),
     threshold_rule: str = typer.Option("conformal", help="conformal (held-out p-values) or train-quantile (the seed's)"),
     calibration_fraction: float = typer.Option(0.2, help="share of good images held out for calibration"),
+    calibration: str = typer.Option("holdout", help="holdout, or cross (cross-conformal: no image held out, "
+                                                     "FOLDS extra fits)"),
+    folds: int = typer.Option(5, help="folds for --calibration cross"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     score: str = typer.Option(None, help="image score from the map: mean | max | topk (default: the detector's)"),
     sigma: float = typer.Option(None, help="Gaussian smoothing of maps in px before max/topk and for display"),
@@ -64,7 +67,8 @@ def train(
     """Train on good images and save a calibrated model."""
     model = train_model(data, detector=detector, preset=preset, epochs=epochs, seed=seed, alpha=alpha,
                         threshold_rule=threshold_rule, calibration_fraction=calibration_fraction, device=device,
-                        score=score, sigma=sigma, resize=resize, options=option, quiet=quiet)
+                        score=score, sigma=sigma, resize=resize, options=option, quiet=quiet,
+                        calibration=calibration, folds=folds)
     model.save(out)
     c = model.calibration
     out_console.print(f"saved {out}: {model.summary['n_fit']} images fitted, {model.summary['n_calibration']} "

@@ -1,0 +1,41 @@
+"""Detectors benchmark: each kizu detector and PyOD / scikit-learn peers on each built-in task.
+
+    .venv/bin/pip install -e '.[bench]'            # PyOD for the peers
+    .venv/bin/python bench/detectors.py [--sizes 100 1000] [--seeds 0] [--no-peers] [--only NAME ...]
+
+Prints a table; writes bench/results/detectors.json. Same code as `kizu bench`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from kizu.benchmark import KIZU_DETECTORS, default_tasks, run_benchmark  # noqa: E402
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--no-fine", action="store_true")
+    ap.add_argument("--only", nargs="+", help="detector labels to run (default: all)")
+    ap.add_argument("--tasks", nargs="+", help="task names to run (default: all)")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "detectors.json")
+    args = ap.parse_args(argv)
+    tasks = [t for t in default_tasks(args.sizes, fine=not args.no_fine) if not args.tasks or t.name in args.tasks]
+    dets = [d for d in KIZU_DETECTORS if not args.only or d[0] in args.only]
+    rows = run_benchmark(tasks, dets, seeds=args.seeds, peers=not args.no_peers)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(rows, indent=2, default=float))
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

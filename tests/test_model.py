@@ -1,0 +1,106 @@
+import json
+
+import numpy as np
+import pytest
+
+from kizu import InspectionModel, synth
+from kizu.errors import KizuError, ModelFileError
+
+from .conftest import FAST_AE
+
+
+@pytest.fixture(scope="module")
+def model_and_data():
+    d = synth.make_shapes(50, 8, 8, seed=0)
+    m = InspectionModel.train(d.train, detector_options=FAST_AE, seed=0)
+    return m, d
+
+
+def test_train_holds_out_calibration_images(model_and_data):
+    m, _ = model_and_data
+    assert m.summary["n_fit"] == 40 and m.summary["n_calibration"] == 10
+    assert len(m.calibration.scores) == 10
+
+
+def test_verdicts_are_consistent(model_and_data):
+    m, d = model_and_data
+    vs = m.inspect(d.test)
+    assert len(vs) == 16
+    for v in vs:
+        assert v.anomaly_map.shape == (16, 16) and v.anomaly_map.dtype == np.float32
+        assert 0 < v.p_value <= 1 and 0 <= v.normalized <= 1
+        assert v.defective == (v.p_value <= m.calibration.alpha)
+        assert v.defective == (v.normalized > 0.5)
+
+
+def test_save_load_round_trip_identical_scores(model_and_data, tmp_path):
+    m, d = model_and_data
+    m.save(tmp_path / "model")
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["model.json", "weights.safetensors"]
+    m2 = InspectionModel.load(tmp_path / "model")
+    a, b = m.inspect(d.test), m2.inspect(d.test)
+    assert [v.score for v in a] == [v.score for v in b]
+    assert [v.p_value for v in a] == [v.p_value for v in b]
+    # saving again over an existing model replaces it atomically
+    m2.save(tmp_path / "model")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_same_seed_same_model():
+    d = synth.make_shapes(30, 4, 4, seed=0)
+    a = InspectionModel.train(d.train, detector_options=FAST_AE, seed=3).inspect(d.test)
+    b = InspectionModel.train(d.train, detector_options=FAST_AE, seed=3).inspect(d.test)
+    assert [v.score for v in a] == [v.score for v in b]
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda p: (p / "model.json").write_text("{not json"), "invalid JSON"),
+    (lambda p: (p / "model.json").unlink(), "model.json is missing"),
+    (lambda p: (p / "weights.safetensors").write_bytes(b"\x00" * 20), "damaged weights"),
+    (lambda p: (p / "weights.safetensors").unlink(), "weights.safetensors is missing"),
+    (lambda p: _edit(p, lambda j: j.update(format_version=99)), "format version 99"),
+    (lambda p: _edit(p, lambda j: j["detector"].update(name="nope")), "unknown detector"),
+    (lambda p: _edit(p, lambda j: j.pop("calibration")), "incomplete"),
+])
+def test_damaged_models_say_what_is_wrong(model_and_data, tmp_path, damage, message):
+    m, _ = model_and_data
+    p = m.save(tmp_path / "model")
+    damage(p)
+    with pytest.raises(ModelFileError, match=message):
+        InspectionModel.load(p)
+
+
+def _edit(p, fn):
+    j = json.loads((p / "model.json").read_text())
+    fn(j)
+    (p / "model.json").write_text(json.dumps(j))
+
+
+def test_refuses_to_overwrite_a_non_model_folder(model_and_data, tmp_path):
+    m, _ = model_and_data
+    (tmp_path / "stuff").mkdir()
+    (tmp_path / "stuff" / "precious.txt").write_text("x")
+    with pytest.raises(KizuError, match="not a kizu model folder"):
+        m.save(tmp_path / "stuff")
+
+
+def test_rgb_and_resize(tmp_path):
+    rng = np.random.default_rng(0)
+    imgs = [rng.random((3, 20, 24), dtype=np.float32) * 0.2 + np.array([0.5, 0.2, 0.1], np.float32)[:, None, None]
+            for _ in range(20)]
+    m = InspectionModel.train(imgs, detector_options=FAST_AE, resize=(16, 16))
+    assert m.preprocessor.channels == 3
+    big = rng.random((3, 40, 30), dtype=np.float32)
+    v = m.inspect([big])[0]
+    assert v.anomaly_map.shape == (40, 30)  # maps come back at the input's resolution
+
+
+def test_cross_conformal_uses_every_image():
+    d = synth.make_shapes(30, 6, 6, seed=1)
+    m = InspectionModel.train(d.train, detector_options=FAST_AE, calibration="cross", folds=3, seed=0)
+    assert m.summary["n_fit"] == 30 and m.summary["n_calibration"] == 30
+    assert len(m.calibration.scores) == 30
+    vs = m.inspect(d.test)
+    assert all(v.p_value >= 1 / 31 for v in vs)
+    with pytest.raises(KizuError, match="folds"):
+        InspectionModel.train(d.train, detector_options=FAST_AE, calibration="cross", folds=40)
