@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from kizu.cli import app
 
 runner = CliRunner()
-FAST = ["--quiet", "-O", "min_steps=30", "-O", "epochs=2"]
+FAST = ["--quiet", "--detector", "autoencoder", "-O", "min_steps=30", "-O", "epochs=2"]
 
 
 def run(*args):

@@ -36,6 +36,10 @@ def default_tasks(sizes=(100, 1000), fine: bool = True) -> list[Task]:
 
         tasks.append(Task("fine-parts-n100", lambda s: make_fine(100, 100, 25, size=64, seed=s, mode="parts")))
         tasks.append(Task("fine-texture-n100", lambda s: make_fine(100, 100, 25, size=64, seed=s, mode="texture")))
+        from .synth.photo import PHOTOS, make_photo_textures
+
+        for photo in PHOTOS:
+            tasks.append(Task(f"photo-{photo}-n100", lambda s, p=photo: make_photo_textures(p, 100, 100, 25, seed=s)))
     return tasks
 
 

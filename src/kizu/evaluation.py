@@ -71,7 +71,7 @@ def make_figures(model: InspectionModel, ev: Evaluation, images: list[np.ndarray
     originals = list(model.preprocessor.apply_all([images[i] for i in show]))
     figs["reconstruction"] = plots.reconstruction_grid(
         originals, None if recon is None else list(recon), list(raw_maps), titles,
-        vmax=float(np.percentile(raw_maps, 99.9)) or None)
+        vmax=float(np.percentile(raw_maps, 99.9)) or None, map_label=getattr(model.detector, "map_label", None))
     c = ev.metrics
     figs["confusion_matrix"] = plots.confusion_heatmap(c, model.calibration.threshold)
     if len(bad_idx) and len(good_idx):

@@ -84,7 +84,8 @@ class InspectionModel:
               reducer: str | None = None, sigma: float | None = None, topk: float = 0.01, seed: int = 0,
               resize: tuple[int, int] | None = None, progress: ProgressFn | None = None,
               calibration: str = "holdout", folds: int = 5, tile: int | None = None,
-              tile_stride: int | None = None) -> "InspectionModel":
+              tile_stride: int | None = None, defective_images: list[np.ndarray] | None = None
+              ) -> "InspectionModel":
         """Learn "normal" from good images and calibrate the threshold on images it did not fit.
 
         ``images``: a list of ``(C, H, W)`` arrays (or ``(N, C, H, W)`` / ``(N, H, W)``) in [0, 1].
@@ -94,6 +95,8 @@ class InspectionModel:
         scores calibrate, and the final model is fitted on all images (``folds + 1`` fits).
         ``threshold_rule="train-quantile"`` is the seed's rule instead. ``tile``: fit and inspect
         overlapping ``tile``-px tiles (large images with small defects); maps are stitched back.
+        ``defective_images``: labelled defects for detectors with Taguchi-style variable selection
+        (``mt``): after fitting, ``detector.select_variables`` picks feature groups by SN-ratio gain.
         """
         images = _as_image_list(images)
         paths = [Path(p) for p in paths] if paths is not None else [Path(f"image[{i}]") for i in range(len(images))]
@@ -115,6 +118,11 @@ class InspectionModel:
         else:
             fit_idx, cal_idx = split_calibration(len(x), calibration_fraction, seed)
         det.fit(pre.fit_view(x[fit_idx]), seed=seed, progress=progress)
+        if defective_images:
+            if not hasattr(det, "select_variables"):
+                raise KizuError(f"detector {det.name!r} has no variable selection from defective images")
+            x_bad = pre.apply_all(_as_image_list(defective_images))
+            det.select_variables(pre.fit_view(x[fit_idx]), pre.fit_view(x_bad), seed=seed)
         fit_seconds = time.perf_counter() - t0
         model = cls(det, pre, rule, Calibration([], alpha))
         train_scores, train_peaks = model._scores_and_peaks(x[fit_idx])

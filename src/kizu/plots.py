@@ -87,7 +87,8 @@ def loss_curve(history: dict[str, list[float]]) -> Figure:
 
 
 def reconstruction_grid(originals: list[np.ndarray], reconstructions: list[np.ndarray] | None,
-                        maps: list[np.ndarray], titles: list[str], vmax: float | None = None) -> Figure:
+                        maps: list[np.ndarray], titles: list[str], vmax: float | None = None,
+                        map_label: str | None = None) -> Figure:
     """Original / reconstruction / squared-error heat map (with colour bar) per column.
 
     Without reconstructions (non-reconstruction detectors) the middle row is left out.
@@ -101,7 +102,7 @@ def reconstruction_grid(originals: list[np.ndarray], reconstructions: list[np.nd
         _show(axes[0, i], originals[i], f"Original\n{titles[i]}", vmin=0, vmax=1)
         if reconstructions is not None:
             _show(axes[1, i], np.clip(reconstructions[i], 0, 1), "Reconstructed", vmin=0, vmax=1)
-        im = _show(axes[rows - 1, i], maps[i], "Anomaly map" if reconstructions is None else "Squared error",
+        im = _show(axes[rows - 1, i], maps[i], map_label or ("Anomaly map" if reconstructions is None else "Error"),
                    cmap="hot", vmin=0, vmax=vmax)
         fig.colorbar(im, ax=axes[rows - 1, i], fraction=0.046, pad=0.04)
     what = "Reconstruction error" if reconstructions is not None else "Anomaly maps"

@@ -15,7 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from ..errors import KizuError
 
 console = Console(stderr=True, highlight=False)
-out_console = Console(highlight=False)
+out_console = Console(highlight=False, soft_wrap=True)
 
 
 def fail(message: str, code: int = 2) -> None:

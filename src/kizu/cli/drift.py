@@ -33,6 +33,9 @@ def drift(
     paths = [p for p, _ in expand_inputs(images)]
     p = np.array([v.p_value for v in model.inspect_files(paths)])
     res = drift_test(p, n_cal, alpha=model.calibration.alpha, level=level)
-    out_console.print(json.dumps(res.to_dict(), indent=2) if as_json else res.message)
+    if as_json:
+        typer.echo(json.dumps(res.to_dict(), indent=2))
+    else:
+        out_console.print(res.message)
     if exit_code and res.drifted:
         raise typer.Exit(3)

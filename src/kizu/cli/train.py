@@ -6,26 +6,25 @@ from pathlib import Path
 
 import typer
 
-from ..detectors import detector_class
+from ..detectors import DEFAULT_DETECTOR, DEFAULT_OPTIONS, detector_class
 from ..detectors.registry import options_of
 from ..errors import KizuError
-from ..images import read_image, training_image_paths
+from ..images import list_images, read_image, training_image_paths
 from ..model import InspectionModel
 from . import app
 from .common import friendly_errors, out_console, parse_options, parse_size, training_progress
-
-DEFAULT_DETECTOR = "autoencoder"
 
 
 def train_model(data: Path, *, detector: str = DEFAULT_DETECTOR, preset: str | None = None, epochs: int | None = None,
                 seed: int = 0, alpha: float = 0.05, threshold_rule: str = "conformal",
                 calibration_fraction: float = 0.2, device: str = "auto", score: str | None = None,
                 sigma: float | None = None, resize: str | None = None, options: list[str] | None = None,
-                quiet: bool = False, calibration: str = "holdout", folds: int = 5) -> InspectionModel:
+                quiet: bool = False, calibration: str = "holdout", folds: int = 5, tile: int | None = None,
+                tile_stride: int | None = None, defective: Path | None = None) -> InspectionModel:
     """Everything ``kizu train`` does except saving (shared with ``kizu demo``)."""
     paths = training_image_paths(data)
     images = [read_image(p) for p in paths]
-    opts = parse_options(options or [])
+    opts = {**(DEFAULT_OPTIONS if detector == DEFAULT_DETECTOR else {}), **parse_options(options or [])}
     accepted = options_of(detector) if detector_class(detector) else {}
     for name, value in (("preset", preset), ("epochs", epochs), ("device", device)):
         if value is None or (name == "device" and value == "auto"):
@@ -39,12 +38,34 @@ def train_model(data: Path, *, detector: str = DEFAULT_DETECTOR, preset: str | N
         return InspectionModel.train(
             images, paths=paths, detector=detector, detector_options=opts, calibration_fraction=calibration_fraction,
             alpha=alpha, threshold_rule=threshold_rule, reducer=score, sigma=sigma, seed=seed,
-            resize=parse_size(resize), progress=progress, calibration=calibration, folds=folds)
+            resize=parse_size(resize), progress=progress, calibration=calibration, folds=folds, tile=tile,
+            tile_stride=tile_stride, defective_images=[read_image(p) for p in list_images(defective)] if defective else None)
 
 
-@app.command()
+def extra_options(args: list[str]) -> list[str]:
+    """Unknown ``--name value`` / ``--name=value`` / ``--flag`` arguments → detector ``name=value`` options,
+    so every detector's options work as flags (``--backbone lite0``) without CLI changes."""
+    out, i = [], 0
+    while i < len(args):
+        a = args[i]
+        if not a.startswith("--"):
+            raise KizuError(f"unexpected argument {a!r}")
+        key = a[2:]
+        if "=" in key:
+            out.append(key)
+        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+            out.append(f"{key}={args[i + 1]}")
+            i += 1
+        else:
+            out.append(f"{key}=true")
+        i += 1
+    return out
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 @friendly_errors
 def train(
+    ctx: typer.Context,
     data: Path = typer.Argument(..., help="MVTec-AD category folder (uses DATA/train/good) or a folder of good images"),
     out: Path = typer.Option(..., "--out", "-o", help="model folder to write (model.json + weights.safetensors)"),
     detector: str = typer.Option(DEFAULT_DETECTOR, help="detector name (see `kizu detectors`)"),
@@ -57,6 +78,10 @@ def train(
     calibration: str = typer.Option("holdout", help="holdout, or cross (cross-conformal: no image held out, "
                                                      "FOLDS extra fits)"),
     folds: int = typer.Option(5, help="folds for --calibration cross"),
+    tile: int = typer.Option(None, help="inspect large images as overlapping TILE-px tiles (maps stitched back)"),
+    tile_stride: int = typer.Option(None, help="tile stride in px (default 3/4 of --tile)"),
+    defective: Path = typer.Option(None, help="folder of known defective images: Taguchi SN-ratio variable "
+                                             "selection (detector mt)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     score: str = typer.Option(None, help="image score from the map: mean | max | topk (default: the detector's)"),
     sigma: float = typer.Option(None, help="Gaussian smoothing of maps in px before max/topk and for display"),
@@ -64,11 +89,16 @@ def train(
     option: list[str] = typer.Option(None, "--option", "-O", help="detector option KEY=VALUE (repeatable)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ):
-    """Train on good images and save a calibrated model."""
+    """Train on good images and save a calibrated model.
+
+    Detector options can also be given as flags: `--backbone lite0`, `--k 3` (see `kizu detectors`).
+    """
+    option = list(option or []) + extra_options(ctx.args)
     model = train_model(data, detector=detector, preset=preset, epochs=epochs, seed=seed, alpha=alpha,
                         threshold_rule=threshold_rule, calibration_fraction=calibration_fraction, device=device,
                         score=score, sigma=sigma, resize=resize, options=option, quiet=quiet,
-                        calibration=calibration, folds=folds)
+                        calibration=calibration, folds=folds, tile=tile, tile_stride=tile_stride,
+                        defective=defective)
     model.save(out)
     c = model.calibration
     out_console.print(f"saved {out}: {model.summary['n_fit']} images fitted, {model.summary['n_calibration']} "

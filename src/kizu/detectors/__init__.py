@@ -11,4 +11,8 @@ for _optional in ("mt", "patch_gaussian", "patch_knn"):
         if _optional not in str(_err):
             raise
 
-__all__ = ["Detector", "available", "create", "detector_class", "register"]
+#: what ``kizu train`` uses without ``--detector`` (chosen by bench/detectors.py; see the README)
+DEFAULT_DETECTOR = "patch-knn"
+DEFAULT_OPTIONS: dict = {"backbone": "lite0"}
+
+__all__ = ["DEFAULT_DETECTOR", "DEFAULT_OPTIONS", "Detector", "available", "create", "detector_class", "register"]

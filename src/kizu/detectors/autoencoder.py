@@ -129,6 +129,12 @@ class AutoencoderDetector(Detector):
     def config(self) -> dict[str, Any]:
         return dict(self.params)
 
+    @property
+    def map_label(self) -> str:
+        """What the anomaly map is, for figure titles."""
+        return {"mse": "Squared error", "l1": "Absolute error", "ssim": "(1 − SSIM) / 2",
+                "l1+ssim": "|error| and (1 − SSIM) / 2"}[self.params["loss"]]
+
     def to(self, device: str) -> "AutoencoderDetector":
         self.device = device
         return self

@@ -1,0 +1,59 @@
+"""Every detector trains, saves, loads and predicts through the same CLI flags."""
+
+import csv
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from kizu.cli import app
+from kizu.detectors import available
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_registry_lists_all_detectors():
+    assert {"autoencoder", "mt", "patch-gaussian", "patch-knn"} <= set(available())
+    res = run("detectors")
+    assert res.exit_code == 0 and "patch-knn" in res.output and "backbone" in res.output
+
+
+@pytest.mark.parametrize("detector, flags", [
+    ("mt", []),
+    ("patch-gaussian", ["--backbone", "pixels"]),
+    ("patch-knn", ["--backbone", "pixels", "--k", "2"]),
+])
+def test_detector_through_the_cli(detector, flags, shapes_dir, tmp_path):
+    model = tmp_path / "m"
+    res = run("train", shapes_dir, "--out", model, "--detector", detector, "--quiet", *flags)
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((model / "model.json").read_text())["detector"]
+    assert cfg["name"] == detector
+    if "--k" in flags:
+        assert cfg["config"]["k"] == 2 and cfg["config"]["backbone"] == "pixels"
+    for name in ("a.csv", "b.csv"):
+        res = run("predict", model, shapes_dir / "test", "--out", tmp_path / name)
+        assert res.exit_code == 0, res.output
+    a, b = (list(csv.DictReader((tmp_path / n).open())) for n in ("a.csv", "b.csv"))
+    assert [r["score"] for r in a] == [r["score"] for r in b]  # loaded twice, identical scores
+    res = run("evaluate", model, shapes_dir, "--out", tmp_path / "ev")
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["image_auroc"] > 0.7
+
+
+def test_mt_taguchi_selection_from_defective_images(shapes_dir, tmp_path):
+    model = tmp_path / "m"
+    res = run("train", shapes_dir, "--out", model, "--detector", "mt", "--quiet",
+              "--defective", shapes_dir / "test" / "rectangle")
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((model / "model.json").read_text())["detector"]["config"]
+    assert cfg["selected_groups"] is not None and len(cfg["selected_groups"]) >= 1
+
+
+def test_unknown_flag_for_a_detector_is_a_clear_error(shapes_dir, tmp_path):
+    res = run("train", shapes_dir, "--out", tmp_path / "m", "--detector", "mt", "--backbone", "lite0")
+    assert res.exit_code == 2 and "backbone" in res.output
