@@ -33,7 +33,8 @@ def split_rates(seed: int, jitter: str, detector: str, options: dict, alpha: flo
     d = synth.make_shapes(100, 1000, 0, seed=seed, jitter=jitter)
     unseen = d.test
     out = {}
-    hold = InspectionModel.train(d.train, detector=detector, detector_options=dict(options), seed=seed, alpha=alpha)
+    hold = InspectionModel.train(d.train, detector=detector, detector_options=dict(options), seed=seed, alpha=alpha,
+                                 calibration="holdout")
     s_hold = np.array([v.score for v in hold.inspect(unseen)])
     out["conformal, 20 % hold-out"] = float(np.mean(hold.calibration.is_defective(s_hold)))
     tq = Calibration.fit(hold.calibration.scores, alpha, "train-quantile", hold.calibration.train_scores)

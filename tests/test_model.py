@@ -12,7 +12,7 @@ from .conftest import FAST_AE
 @pytest.fixture(scope="module")
 def model_and_data():
     d = synth.make_shapes(50, 8, 8, seed=0)
-    m = InspectionModel.train(d.train, detector_options=FAST_AE, seed=0)
+    m = InspectionModel.train(d.train, detector_options=FAST_AE, seed=0, calibration="holdout")
     return m, d
 
 
@@ -93,6 +93,15 @@ def test_rgb_and_resize(tmp_path):
     big = rng.random((3, 40, 30), dtype=np.float32)
     v = m.inspect([big])[0]
     assert v.anomaly_map.shape == (40, 30)  # maps come back at the input's resolution
+
+
+def test_auto_calibration_is_cross_for_small_sets_only():
+    d = synth.make_shapes(30, 2, 2, seed=1)
+    m = InspectionModel.train(d.train, detector="mt", seed=0)
+    assert m.summary["calibration"] == "cross" and m.summary["n_calibration"] == 30
+    big = synth.make_shapes(320, 2, 2, seed=1)
+    m = InspectionModel.train(big.train, detector="mt", seed=0)
+    assert m.summary["calibration"] == "holdout" and m.summary["n_calibration"] == 64
 
 
 def test_cross_conformal_uses_every_image():

@@ -30,6 +30,8 @@ from .scoring import ScoreRule, smooth_maps
 from .tiling import extract_tiles, stitch_maps
 
 FORMAT_VERSION = 1
+#: ``calibration="auto"`` uses cross-conformal calibration up to this many good images
+CROSS_UP_TO = 300
 MODEL_JSON, WEIGHTS = "model.json", "weights.safetensors"
 
 
@@ -83,12 +85,13 @@ class InspectionModel:
               calibration_fraction: float = 0.2, alpha: float = 0.05, threshold_rule: str = "conformal",
               reducer: str | None = None, sigma: float | None = None, topk: float = 0.01, seed: int = 0,
               resize: tuple[int, int] | None = None, progress: ProgressFn | None = None,
-              calibration: str = "holdout", folds: int = 5, tile: int | None = None,
+              calibration: str = "auto", folds: int = 5, tile: int | None = None,
               tile_stride: int | None = None, defective_images: list[np.ndarray] | None = None
               ) -> "InspectionModel":
         """Learn "normal" from good images and calibrate the threshold on images it did not fit.
 
         ``images``: a list of ``(C, H, W)`` arrays (or ``(N, C, H, W)`` / ``(N, H, W)``) in [0, 1].
+        ``calibration="auto"`` (default): ``cross`` for up to ``CROSS_UP_TO`` images, else ``holdout``.
         ``calibration="holdout"``: ``calibration_fraction`` of them (seeded random) is never used for
         fitting; their scores give the conformal p-values. ``calibration="cross"`` (cross-conformal,
         no image wasted): ``folds`` models each score the fold they did not see; those out-of-fold
@@ -106,8 +109,12 @@ class InspectionModel:
             det = create(detector, **(detector_options or {}))
         else:
             det = detector
-        if calibration not in ("holdout", "cross"):
-            raise KizuError(f"calibration must be 'holdout' or 'cross', not {calibration!r}")
+        if calibration not in ("auto", "holdout", "cross"):
+            raise KizuError(f"calibration must be 'auto', 'holdout' or 'cross', not {calibration!r}")
+        if calibration == "auto":
+            # small sets: hold-out wastes images and 20 calibration scores give a noisy threshold
+            calibration = "cross" if len(x) <= CROSS_UP_TO and calibration_fraction > 0 and \
+                threshold_rule == "conformal" else "holdout"
         rule = _default_score_rule(det)
         if reducer is not None or sigma is not None:
             rule = ScoreRule(reducer or rule.reducer, rule.sigma if sigma is None else sigma, topk)

@@ -19,7 +19,7 @@ def train_model(data: Path, *, detector: str = DEFAULT_DETECTOR, preset: str | N
                 seed: int = 0, alpha: float = 0.05, threshold_rule: str = "conformal",
                 calibration_fraction: float = 0.2, device: str = "auto", score: str | None = None,
                 sigma: float | None = None, resize: str | None = None, options: list[str] | None = None,
-                quiet: bool = False, calibration: str = "holdout", folds: int = 5, tile: int | None = None,
+                quiet: bool = False, calibration: str = "auto", folds: int = 5, tile: int | None = None,
                 tile_stride: int | None = None, defective: Path | None = None) -> InspectionModel:
     """Everything ``kizu train`` does except saving (shared with ``kizu demo``)."""
     paths = training_image_paths(data)
@@ -75,8 +75,8 @@ def train(
     alpha: float = typer.Option(0.05, help="target false-alarm rate on good images"),
     threshold_rule: str = typer.Option("conformal", help="conformal (held-out p-values) or train-quantile (the seed's)"),
     calibration_fraction: float = typer.Option(0.2, help="share of good images held out for calibration"),
-    calibration: str = typer.Option("holdout", help="holdout, or cross (cross-conformal: no image held out, "
-                                                     "FOLDS extra fits)"),
+    calibration: str = typer.Option("auto", help="holdout (CALIBRATION_FRACTION held out), cross (cross-conformal: "
+                                                  "no image held out, FOLDS extra fits), auto: cross up to 300 images"),
     folds: int = typer.Option(5, help="folds for --calibration cross"),
     tile: int = typer.Option(None, help="inspect large images as overlapping TILE-px tiles (maps stitched back)"),
     tile_stride: int = typer.Option(None, help="tile stride in px (default 3/4 of --tile)"),
