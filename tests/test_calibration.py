@@ -43,3 +43,17 @@ def test_json_round_trip():
     c.pixel_threshold = 0.7
     d = Calibration.from_json(c.to_json())
     assert d == c
+
+
+def test_conditional_rule_and_statements():
+    from kizu.guarantees import conditional_threshold
+
+    cal = np.random.default_rng(0).normal(size=100)
+    c = Calibration.fit(cal, alpha=0.05, rule="conditional", delta=0.1)
+    assert c.threshold == conditional_threshold(cal, 0.05, 0.1)
+    assert c.threshold > conformal_threshold(cal, 0.05)  # stricter than the marginal rule
+    assert "90" in c.statement() and c.params == {"delta": 0.1}
+    small = Calibration.fit(cal[:20], alpha=0.05, rule="conditional", delta=0.1)
+    assert small.threshold == math.inf and "at least 45" in small.notes[0]
+    assert "5" in Calibration.fit(cal, alpha=0.05).statement()
+    assert Calibration.from_json(c.to_json()).threshold == c.threshold

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-THRESHOLD_RULES = ("conformal", "train-quantile")
+THRESHOLD_RULES = ("conformal", "conditional", "train-quantile")
 
 
 def conformal_p_values(scores: np.ndarray, calibration_scores: np.ndarray) -> np.ndarray:
@@ -61,15 +61,28 @@ class Calibration:
     params: dict = field(default_factory=dict)
 
     @classmethod
-    def fit(cls, calibration_scores, alpha: float = 0.05, rule: str = "conformal", train_scores=None) -> "Calibration":
+    def fit(cls, calibration_scores, alpha: float = 0.05, rule: str = "conformal", train_scores=None,
+            delta: float = 0.1) -> "Calibration":
+        """Threshold by ``rule``: ``conformal`` (FAR <= alpha on average over calibration sets),
+        ``conditional`` (FAR <= alpha with probability >= 1 - delta; needs more calibration images),
+        ``train-quantile`` (the seed's 1 - alpha percentile of training scores)."""
         if not 0 < alpha < 1:
             raise ValueError(f"alpha must be in (0, 1), not {alpha}")
         if rule not in THRESHOLD_RULES:
             raise ValueError(f"unknown threshold rule {rule!r}; choose one of {THRESHOLD_RULES}")
         cal = [float(x) for x in np.asarray(calibration_scores, dtype=np.float64)]
         train = [float(x) for x in np.asarray(train_scores if train_scores is not None else [], dtype=np.float64)]
-        notes = []
-        if rule == "conformal":
+        notes, params = [], {}
+        if rule == "conditional":
+            from .guarantees import conditional_threshold, min_calibration_size
+
+            threshold = conditional_threshold(np.asarray(cal), alpha, delta) if cal else math.inf
+            params = {"delta": delta}
+            if not math.isfinite(threshold):
+                notes.append(f"the conditional rule (alpha={alpha:g}, delta={delta:g}) needs at least "
+                             f"{min_calibration_size(alpha, delta)} calibration images, there are {len(cal)}: "
+                             "no image can be flagged. Use --calibration cross or more good images.")
+        elif rule == "conformal":
             if not cal:
                 raise ValueError("the conformal rule needs held-out calibration images (calibration fraction > 0)")
             threshold = conformal_threshold(cal, alpha)
@@ -86,7 +99,21 @@ class Calibration:
                 "train-quantile threshold (the seed's rule): the false-alarm rate on new good images is usually "
                 f"above alpha={alpha:g}, because training images are fitted better than unseen ones."
             )
-        return cls(cal, alpha, rule, threshold, train, notes)
+        return cls(cal, alpha, rule, threshold, train, notes, params=params)
+
+    def statement(self) -> str:
+        """What the threshold means, in plain words (stored in model.json and shown in the report)."""
+        from .guarantees import plain_words
+
+        n = len(self.scores)
+        if self.rule == "conformal" and n:
+            return plain_words(n, self.alpha, "conformal")
+        if self.rule == "conditional" and n:
+            return plain_words(n, self.alpha, "conditional", delta=self.params.get("delta", 0.1))
+        if self.rule == "train-quantile":
+            return plain_words(max(n, 1), self.alpha, "train-quantile")
+        return (f"The threshold was chosen by rule '{self.rule}' on labelled images; it carries no stated "
+                "false-alarm guarantee. The p-values still compare each image with the good calibration images.")
 
     def p_values(self, scores: np.ndarray) -> np.ndarray:
         """``(M,)`` p-values against the calibration scores (NaN when there are none)."""
@@ -108,6 +135,7 @@ class Calibration:
             "notes": self.notes,
             "pixel_threshold": self.pixel_threshold if math.isfinite(self.pixel_threshold) else None,
             "params": self.params,
+            "statement": self.statement(),
         }
 
     @classmethod

@@ -83,6 +83,7 @@ class InspectionModel:
     def train(cls, images: list[np.ndarray] | np.ndarray, *, detector: str | Detector = "autoencoder",
               detector_options: dict[str, Any] | None = None, paths: list | None = None,
               calibration_fraction: float = 0.2, alpha: float = 0.05, threshold_rule: str = "conformal",
+              delta: float = 0.1,
               reducer: str | None = None, sigma: float | None = None, topk: float = 0.01, seed: int = 0,
               resize: tuple[int, int] | None = None, progress: ProgressFn | None = None,
               calibration: str = "auto", folds: int = 5, tile: int | None = None,
@@ -114,7 +115,7 @@ class InspectionModel:
         if calibration == "auto":
             # small sets: hold-out wastes images and 20 calibration scores give a noisy threshold
             calibration = "cross" if len(x) <= CROSS_UP_TO and calibration_fraction > 0 and \
-                threshold_rule == "conformal" else "holdout"
+                threshold_rule != "train-quantile" else "holdout"
         rule = _default_score_rule(det)
         if reducer is not None or sigma is not None:
             rule = ScoreRule(reducer or rule.reducer, rule.sigma if sigma is None else sigma, topk)
@@ -135,7 +136,7 @@ class InspectionModel:
         train_scores, train_peaks = model._scores_and_peaks(x[fit_idx])
         if calibration == "holdout":
             cal_scores, cal_peaks = model._scores_and_peaks(x[cal_idx]) if len(cal_idx) else (np.array([]), np.array([]))
-        model.calibration = Calibration.fit(cal_scores, alpha, threshold_rule, train_scores)
+        model.calibration = Calibration.fit(cal_scores, alpha, threshold_rule, train_scores, delta=delta)
         model.calibration.pixel_threshold = _pixel_threshold(
             cal_peaks if len(cal_peaks) else train_peaks, alpha, model)
         model.summary = {

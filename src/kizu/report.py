@@ -6,8 +6,6 @@ import base64
 import html
 import math
 
-from .guarantees import plain_words
-
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 h1{margin-bottom:.2em} h2{border-bottom:2px solid #eee;padding-bottom:.2em;margin-top:1.6em}
@@ -57,10 +55,8 @@ def _img(name: str, png: bytes) -> str:
 
 def render_report(model, ev, candidates: list[dict], *, title: str = "kizu inspection report") -> str:
     m, cal = ev.metrics, model.calibration
-    n_cal = len(cal.scores)
     rule = cal.rule
-    guarantee = plain_words(n_cal, cal.alpha, rule) if n_cal and rule != "train-quantile" else (
-        plain_words(max(n_cal, 1), cal.alpha, "train-quantile") if rule == "train-quantile" else "")
+    guarantee = cal.statement()
     kpis = [("image AUROC", m.get("image_auroc")), ("false-alarm rate", m.get("fpr")), ("recall", m.get("recall")),
             ("precision", m.get("precision")), ("F1", m.get("f1"))]
     if "pixel_auroc" in m:

@@ -40,7 +40,7 @@ def apply_rule(model, rule: str, *, data: Path | None = None, alpha: float | Non
         if not math.isfinite(t):
             raise KizuError(f"the conditional rule with alpha={alpha:g}, delta={delta:g} needs at least "
                             f"{min_calibration_size(alpha, delta)} calibration images; this model has {len(cal.scores)}")
-        new = Calibration(cal.scores, alpha, "conditional", t, cal.train_scores)
+        new = Calibration.fit(cal.scores, alpha, "conditional", cal.train_scores, delta=delta)
         params = {"delta": delta}
     else:
         if data is None:

@@ -16,7 +16,7 @@ from .common import friendly_errors, out_console, parse_options, parse_size, tra
 
 
 def train_model(data: Path, *, detector: str = DEFAULT_DETECTOR, preset: str | None = None, epochs: int | None = None,
-                seed: int = 0, alpha: float = 0.05, threshold_rule: str = "conformal",
+                seed: int = 0, alpha: float = 0.05, threshold_rule: str = "conformal", delta: float = 0.1,
                 calibration_fraction: float = 0.2, device: str = "auto", score: str | None = None,
                 sigma: float | None = None, resize: str | None = None, options: list[str] | None = None,
                 quiet: bool = False, calibration: str = "auto", folds: int = 5, tile: int | None = None,
@@ -37,7 +37,7 @@ def train_model(data: Path, *, detector: str = DEFAULT_DETECTOR, preset: str | N
     with training_progress(quiet) as progress:
         return InspectionModel.train(
             images, paths=paths, detector=detector, detector_options=opts, calibration_fraction=calibration_fraction,
-            alpha=alpha, threshold_rule=threshold_rule, reducer=score, sigma=sigma, seed=seed,
+            alpha=alpha, threshold_rule=threshold_rule, delta=delta, reducer=score, sigma=sigma, seed=seed,
             resize=parse_size(resize), progress=progress, calibration=calibration, folds=folds, tile=tile,
             tile_stride=tile_stride, defective_images=[read_image(p) for p in list_images(defective)] if defective else None)
 
@@ -73,7 +73,9 @@ def train(
     epochs: int = typer.Option(None, help="training epochs (neural detectors)"),
     seed: int = typer.Option(0, help="random seed: the same seed gives the same model and scores"),
     alpha: float = typer.Option(0.05, help="target false-alarm rate on good images"),
-    threshold_rule: str = typer.Option("conformal", help="conformal (held-out p-values) or train-quantile (the seed's)"),
+    threshold_rule: str = typer.Option("conformal", help="conformal (FAR <= alpha on average), conditional (FAR <= "
+                                                         "alpha with probability >= 1 - delta) or train-quantile (the seed's)"),
+    delta: float = typer.Option(0.1, help="conditional rule: allowed probability that the false-alarm rate exceeds alpha"),
     calibration_fraction: float = typer.Option(0.2, help="share of good images held out for calibration"),
     calibration: str = typer.Option("auto", help="holdout (CALIBRATION_FRACTION held out), cross (cross-conformal: "
                                                   "no image held out, FOLDS extra fits), auto: cross up to 300 images"),
@@ -95,7 +97,7 @@ def train(
     """
     option = list(option or []) + extra_options(ctx.args)
     model = train_model(data, detector=detector, preset=preset, epochs=epochs, seed=seed, alpha=alpha,
-                        threshold_rule=threshold_rule, calibration_fraction=calibration_fraction, device=device,
+                        threshold_rule=threshold_rule, delta=delta, calibration_fraction=calibration_fraction, device=device,
                         score=score, sigma=sigma, resize=resize, options=option, quiet=quiet,
                         calibration=calibration, folds=folds, tile=tile, tile_stride=tile_stride,
                         defective=defective)
@@ -103,6 +105,7 @@ def train(
     c = model.calibration
     out_console.print(f"saved {out}: {model.summary['n_fit']} images fitted, {model.summary['n_calibration']} "
                       f"calibration, threshold {c.threshold:.6g} ({c.rule}, alpha={c.alpha:g})")
+    out_console.print(c.statement())
     for note in c.notes:
         out_console.print(f"note: {note}")
 
