@@ -65,13 +65,14 @@ def make_figures(model: InspectionModel, ev: Evaluation, images: list[np.ndarray
     # highest-scoring defects and goods, plus typical ones, on one fixed colour scale
     show = list(bad_idx[np.argsort(-scores[bad_idx])][:2]) + list(bad_idx[:2]) + list(good_idx[:2])
     show = list(dict.fromkeys(int(i) for i in show))
-    raw_maps = model._detector_maps(model.preprocessor.apply_all([images[i] for i in show]))
-    recon = model.reconstruct([images[i] for i in show])
+    originals = model.preprocessor.apply_all([images[i] for i in show])
+    recon = model.detector.reconstruct(originals)
     titles = [f"{ev.types[i]} · score {scores[i]:.3g}" for i in show]
-    originals = list(model.preprocessor.apply_all([images[i] for i in show]))
+    # the seed's figure: squared error of the reconstruction (whatever map the detector scores with)
+    err = ((originals - recon) ** 2).mean(axis=1) if recon is not None else model._detector_maps(originals)
     figs["reconstruction"] = plots.reconstruction_grid(
-        originals, None if recon is None else list(recon), list(raw_maps), titles,
-        vmax=float(np.percentile(raw_maps, 99.9)) or None, map_label=getattr(model.detector, "map_label", None))
+        list(originals), None if recon is None else list(recon), list(err), titles,
+        vmax=float(np.percentile(err, 99.9)) or None, map_label="Squared error" if recon is not None else None)
     c = ev.metrics
     figs["confusion_matrix"] = plots.confusion_heatmap(c, model.calibration.threshold)
     if len(bad_idx) and len(good_idx):
