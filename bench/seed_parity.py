@@ -25,10 +25,10 @@ from kizu.metrics import image_metrics  # noqa: E402
 CONFIGS = {
     # the seed's Keras code as written: its network, 50 epochs, threshold = 95th pct. of training errors,
     # trained on all images (no hold-out)
-    "seed (as written)": dict(detector_options={"preset": "seed"}, threshold_rule="train-quantile",
+    "seed (as written)": dict(detector="autoencoder", detector_options={"preset": "seed"}, threshold_rule="train-quantile",
                               calibration_fraction=0.0),
     # kizu's default autoencoder: conformal threshold on 20 % held-out good images
-    "kizu default AE": dict(detector_options={"preset": "default"}),
+    "kizu default AE": dict(detector="autoencoder", detector_options={"preset": "default"}, calibration="holdout"),
 }
 
 

@@ -12,7 +12,7 @@ from .conftest import FAST_AE
 @pytest.fixture(scope="module")
 def model_and_data():
     d = synth.make_shapes(50, 8, 8, seed=0)
-    m = InspectionModel.train(d.train, detector_options=FAST_AE, seed=0, calibration="holdout")
+    m = InspectionModel.train(d.train, detector="autoencoder", detector_options=FAST_AE, seed=0, calibration="holdout")
     return m, d
 
 
@@ -48,8 +48,8 @@ def test_save_load_round_trip_identical_scores(model_and_data, tmp_path):
 
 def test_same_seed_same_model():
     d = synth.make_shapes(30, 4, 4, seed=0)
-    a = InspectionModel.train(d.train, detector_options=FAST_AE, seed=3).inspect(d.test)
-    b = InspectionModel.train(d.train, detector_options=FAST_AE, seed=3).inspect(d.test)
+    a = InspectionModel.train(d.train, detector="autoencoder", detector_options=FAST_AE, seed=3).inspect(d.test)
+    b = InspectionModel.train(d.train, detector="autoencoder", detector_options=FAST_AE, seed=3).inspect(d.test)
     assert [v.score for v in a] == [v.score for v in b]
 
 
@@ -88,7 +88,7 @@ def test_rgb_and_resize(tmp_path):
     rng = np.random.default_rng(0)
     imgs = [rng.random((3, 20, 24), dtype=np.float32) * 0.2 + np.array([0.5, 0.2, 0.1], np.float32)[:, None, None]
             for _ in range(20)]
-    m = InspectionModel.train(imgs, detector_options=FAST_AE, resize=(16, 16))
+    m = InspectionModel.train(imgs, detector="autoencoder", detector_options=FAST_AE, resize=(16, 16))
     assert m.preprocessor.channels == 3
     big = rng.random((3, 40, 30), dtype=np.float32)
     v = m.inspect([big])[0]
@@ -106,10 +106,10 @@ def test_auto_calibration_is_cross_for_small_sets_only():
 
 def test_cross_conformal_uses_every_image():
     d = synth.make_shapes(30, 6, 6, seed=1)
-    m = InspectionModel.train(d.train, detector_options=FAST_AE, calibration="cross", folds=3, seed=0)
+    m = InspectionModel.train(d.train, detector="autoencoder", detector_options=FAST_AE, calibration="cross", folds=3, seed=0)
     assert m.summary["n_fit"] == 30 and m.summary["n_calibration"] == 30
     assert len(m.calibration.scores) == 30
     vs = m.inspect(d.test)
     assert all(v.p_value >= 1 / 31 for v in vs)
     with pytest.raises(KizuError, match="folds"):
-        InspectionModel.train(d.train, detector_options=FAST_AE, calibration="cross", folds=40)
+        InspectionModel.train(d.train, detector="autoencoder", detector_options=FAST_AE, calibration="cross", folds=40)

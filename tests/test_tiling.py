@@ -33,7 +33,7 @@ def test_tiled_model_finds_a_small_spot_in_a_large_image():
 
 def test_tile_larger_than_image_is_an_error():
     with pytest.raises(Exception, match="larger than the images"):
-        InspectionModel.train([np.zeros((1, 16, 16), np.float32)] * 4, detector_options=FAST_AE, tile=32)
+        InspectionModel.train([np.zeros((1, 16, 16), np.float32)] * 4, detector="autoencoder", detector_options=FAST_AE, tile=32)
 
 
 def _has(name):

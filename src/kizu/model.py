@@ -20,7 +20,7 @@ from safetensors.numpy import load_file, save_file
 
 from . import __version__
 from .calibration import Calibration, conformal_threshold
-from .detectors import create, detector_class
+from .detectors import DEFAULT_DETECTOR, DEFAULT_OPTIONS, create, detector_class
 from .detectors.base import Detector, ProgressFn
 from .errors import KizuError, ModelFileError
 from .images import read_image
@@ -80,7 +80,7 @@ class InspectionModel:
 
     # -- training ------------------------------------------------------------------------------
     @classmethod
-    def train(cls, images: list[np.ndarray] | np.ndarray, *, detector: str | Detector = "autoencoder",
+    def train(cls, images: list[np.ndarray] | np.ndarray, *, detector: str | Detector | None = None,
               detector_options: dict[str, Any] | None = None, paths: list | None = None,
               calibration_fraction: float = 0.2, alpha: float = 0.05, threshold_rule: str = "conformal",
               delta: float = 0.1,
@@ -106,6 +106,8 @@ class InspectionModel:
         paths = [Path(p) for p in paths] if paths is not None else [Path(f"image[{i}]") for i in range(len(images))]
         pre = Preprocessor.for_training(images, paths, resize_to=resize, tile=tile, tile_stride=tile_stride)
         x = pre.apply_all(images, paths)
+        if detector is None:  # the benchmark's all-round choice (kizu.detectors.DEFAULT_DETECTOR)
+            detector, detector_options = DEFAULT_DETECTOR, {**DEFAULT_OPTIONS, **(detector_options or {})}
         if isinstance(detector, str):
             det = create(detector, **(detector_options or {}))
         else:
@@ -186,6 +188,8 @@ class InspectionModel:
         for i, img in enumerate(images):
             m = resize_maps(display[i:i + 1], img.shape[1:])[0]
             regions = find_regions(m, self.calibration.pixel_threshold) if defective[i] else []
+            if defective[i] and not regions:  # flagged by a whole-image score: show where the map peaks
+                regions = find_regions(m, 0.5 * float(m.max()), max_regions=3)
             out.append(Verdict(float(scores[i]), float(p[i]), bool(defective[i]), float(norm[i]), m, regions,
                                None if paths[i] is None else str(paths[i])))
         return out
