@@ -37,14 +37,6 @@ CAT_CLASSES = range(281, 286)  # ImageNet: tabby, tiger cat, Persian, Siamese, E
 CHELSEA_CAT_LOGITS = [8.2464, 8.6152, 1.4139, 2.8743, 10.6769]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def pretrained_net() -> EfficientNetLite0:
     net = EfficientNetLite0()

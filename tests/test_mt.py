@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 from sklearn.metrics import roc_auc_score
@@ -14,14 +13,6 @@ from sklearn.metrics import roc_auc_score
 from kizu.detectors.mt import MTDetector, fit_unit_space, unit_space_md
 from kizu.detectors.registry import detector_class
 from kizu.synth.shapes import make_shapes
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

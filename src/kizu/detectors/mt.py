@@ -62,21 +62,13 @@ import torch.nn.functional as F
 
 from .base import Detector, ProgressFn
 from .registry import register
+from ..features import as_image_batch
 from .taguchi import ledoit_wolf_shrinkage, robust_std, select_variables as _taguchi_select
 
 FEATURES = ("stats", "pixels")
 
 
 # -- features --------------------------------------------------------------------------------
-def _as_batch(images: np.ndarray) -> np.ndarray:
-    x = np.asarray(images, dtype=np.float32)
-    if x.ndim == 3:
-        x = x[:, None]
-    if x.ndim != 4 or x.shape[1] not in (1, 3):
-        raise ValueError(f"images must be (N, C, H, W) with C = 1 or 3, got shape {x.shape}")
-    return x
-
-
 def _work_size(h: int, w: int, max_size: int) -> tuple[int, int]:
     f = max(1, math.ceil(max(h, w) / max_size))
     return math.ceil(h / f), math.ceil(w / f)
@@ -324,7 +316,7 @@ class MTDetector(Detector):
         return {"std_floor": self.params["std_floor"], "shrinkage": self.params["shrinkage"]}
 
     def fit(self, images, *, seed: int | None = None, progress: ProgressFn | None = None) -> "MTDetector":
-        x = _as_batch(images)
+        x = as_image_batch(images)
         n = len(x)
         if n < 3:
             raise ValueError(f"the MT unit space needs at least 3 good images, got {n}")
@@ -373,8 +365,8 @@ class MTDetector(Detector):
         ``selected`` groups: gain > ``min_gain``). The detector is refitted on ``good_images``
         with the selected groups (``seed``: the last fit's seed unless given).
         """
-        g = _as_batch(good_images)
-        b = _as_batch(defective_images)
+        g = as_image_batch(good_images)
+        b = as_image_batch(defective_images)
         if g.shape[1:] != b.shape[1:]:
             raise ValueError(f"good and defective images differ in shape: {g.shape[1:]} vs {b.shape[1:]}")
         if n_groups is not None:
@@ -426,12 +418,12 @@ class MTDetector(Detector):
         return self._layout.extract(x)[:, self._columns]
 
     def image_scores(self, images) -> np.ndarray:
-        x = _as_batch(images)
+        x = as_image_batch(images)
         self._check(x)
         return unit_space_md(self._space, self._features_for(x)) / self._scale
 
     def anomaly_maps(self, images) -> np.ndarray:
-        x = _as_batch(images)
+        x = as_image_batch(images)
         self._check(x)
         _, terms = unit_space_md(self._space, self._features_for(x), contributions=True)
         full = np.zeros((len(x), self._layout.dim))
