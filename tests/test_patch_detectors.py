@@ -11,9 +11,9 @@ from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 from sklearn.metrics import roc_auc_score
 
-from kizu.coreset import covering_radius, kcenter_greedy, nn_distances
+from kizu.coreset import NNIndex, covering_radius, kcenter_greedy, nn_distances
 from kizu.detectors.patch_gaussian import PatchGaussianDetector
-from kizu.detectors.patch_knn import PatchKNNDetector
+from kizu.detectors.patch_knn import PatchKNNDetector, edge_classes
 from kizu.detectors.registry import detector_class
 from kizu.features import LocalFeatures
 from kizu.scoring import reduce_maps
@@ -143,10 +143,82 @@ def test_patch_knn_memory_size_options():
     assert len(PatchKNNDetector(coreset_fraction=0.25).fit(x).state_dict()["memory"]) == 640
     assert len(PatchKNNDetector(coreset_fraction=1.0, max_memory=10**6).fit(x).state_dict()["memory"]) == 2560
     assert len(PatchKNNDetector(coreset_fraction=1.0, max_memory=100).fit(x).state_dict()["memory"]) == 100
-    # k nearest neighbours: the mean of k distances is at least the nearest one
-    det1, det3 = PatchKNNDetector(k=1).fit(x, seed=0), PatchKNNDetector(k=3).fit(x, seed=0)
+    # k nearest neighbours: the mean of k distances is at least the nearest one (raw distances:
+    # the edge correction divides by a profile that depends on k)
+    det1 = PatchKNNDetector(k=1, edge_cells=0).fit(x, seed=0)
+    det3 = PatchKNNDetector(k=3, edge_cells=0).fit(x, seed=0)
     y = np.random.default_rng(1).random((2, 1, 16, 16), dtype=np.float32)
     assert np.all(det3.grid_maps(y) >= det1.grid_maps(y) - 1e-6)
+
+
+def test_edge_classes_count_from_each_side():
+    assert edge_classes(8, 3).tolist() == [0, 1, 2, 3, 3, 4, 5, 6]
+    assert edge_classes(4, 3).tolist() == [0, 1, 2, 6]  # small grids: counted from the start first
+    assert edge_classes(5, 0).tolist() == [0] * 5
+
+
+def _noise_crops(n: int, rng: np.random.Generator, size: int = 32) -> np.ndarray:
+    """Random crops of one smooth random texture (position carries no information)."""
+    from scipy.ndimage import gaussian_filter
+
+    big = gaussian_filter(rng.standard_normal((256, 256)), 1.5)
+    big = (0.5 + 0.15 * big / big.std()).astype(np.float32)
+    ys, xs = rng.integers(0, 256 - size, size=(2, n))
+    return np.stack([big[y : y + size, x : x + size] for y, x in zip(ys, xs)])[:, None]
+
+
+def test_patch_knn_edge_correction_evens_out_the_border():
+    rng = np.random.default_rng(0)
+    crops = _noise_crops(90, rng)
+    train, test = crops[:60], crops[60:]
+    plain = PatchKNNDetector(edge_cells=0).fit(train, seed=0)
+    fixed = PatchKNNDetector().fit(train, seed=0)
+    profile = fixed.state_dict()["edge_profile"]
+    assert profile.shape == (7, 7) and profile[3, 3] == pytest.approx(1.0)
+    # corners and sides are sparse in the memory: good border cells are farther from it
+    assert profile[0, 0] > 1.05 and profile[6, 6] > 1.05
+
+    def border_ratio(det):
+        g = det.grid_maps(test).mean(axis=0)
+        inner = np.zeros(g.shape, bool)
+        inner[3:-3, 3:-3] = True
+        return g[~inner].mean() / g[inner].mean()
+
+    assert border_ratio(plain) > 1.03
+    assert abs(border_ratio(fixed) - 1.0) < abs(border_ratio(plain) - 1.0) / 2
+
+
+def test_patch_knn_configs_saved_before_new_options_keep_their_behaviour():
+    old = {"backbone": "lite0", "stages": None, "k": 1, "coreset_fraction": 0.1, "memory_size": None,
+           "max_memory": 10000, "proj_dim": 64, "sigma": 0.0, "patch": 3, "center": False, "max_grid": 64,
+           "feature_dim": None, "input_size": 224, "matmul_dtype": "float32"}
+    det = PatchKNNDetector.from_config(old)
+    cfg = det.config()
+    assert cfg["max_upscale"] == 4.0 and cfg["edge_cells"] == 0 and cfg["pad"] == 0
+    assert cfg["max_candidates"] is None and cfg["feature_dim"] is None and cfg["max_memory"] == 10000
+    assert PatchKNNDetector.from_config(PatchKNNDetector().config()).config() == PatchKNNDetector().config()
+    with pytest.raises(ValueError):
+        PatchKNNDetector(edge_cells=-1)
+    with pytest.raises(ValueError):
+        PatchKNNDetector(max_candidates=0)
+
+
+def test_patch_knn_low_precision_matmul():
+    x = np.random.default_rng(0).random((8, 1, 16, 16), dtype=np.float32)
+    det = PatchKNNDetector(matmul_dtype="bfloat16").fit(x[:6], seed=0)
+    ref = PatchKNNDetector().fit(x[:6], seed=0)
+    assert np.allclose(det.state_dict()["edge_profile"], ref.state_dict()["edge_profile"])
+    assert np.allclose(det.grid_maps(x[6:]), ref.grid_maps(x[6:]), rtol=0.02, atol=0.01)
+
+
+def test_patch_knn_without_edge_profile_state_loads():
+    x = np.random.default_rng(0).random((6, 1, 16, 16), dtype=np.float32)
+    det = PatchKNNDetector(edge_cells=0).fit(x, seed=0)
+    assert "edge_profile" not in det.state_dict()
+    assert np.array_equal(_roundtrip(det).anomaly_maps(x[:2]), det.anomaly_maps(x[:2]))
+    # one training image: nothing to leave out, so no correction (a profile of ones)
+    one = PatchKNNDetector().fit(x[:1], seed=0)
+    assert np.all(one.state_dict()["edge_profile"] == 1.0)
 
 
 # -- coreset ------------------------------------------------------------------------------------
@@ -191,6 +263,45 @@ def test_kcenter_with_random_projection_is_deterministic():
     assert not np.array_equal(a, kcenter_greedy(x, 30, seed=2, proj_dim=16))
 
 
+def test_kcenter_on_a_candidate_subset():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 5)).astype(np.float32)
+    idx = kcenter_greedy(x, 50, seed=4, candidates=300)
+    assert len(set(idx.tolist())) == 50 and idx.min() >= 0 and idx.max() < 2000
+    assert np.array_equal(idx, kcenter_greedy(x, 50, seed=4, candidates=300))
+    assert not np.array_equal(idx, kcenter_greedy(x, 50, seed=5, candidates=300))
+    # the chosen rows are a greedy k-center of the subset they were drawn from
+    sub = np.sort(np.random.default_rng([4, 1]).choice(2000, 300, replace=False))
+    assert np.array_equal(idx, sub[kcenter_greedy(x[sub], 50, seed=4)])
+    # a subset at least as large as x changes nothing; never fewer candidates than centres
+    assert np.array_equal(kcenter_greedy(x, 50, seed=4, candidates=5000), kcenter_greedy(x, 50, seed=4))
+    assert len(set(kcenter_greedy(x, 80, seed=4, candidates=10).tolist())) == 80
+
+
+def test_nn_index_fast_values_and_exclusion():
+    rng = np.random.default_rng(1)
+    mem = rng.normal(size=(500, 16)).astype(np.float32) + 3.0
+    q = rng.normal(size=(70, 16)).astype(np.float32) + 3.0
+    index = NNIndex(mem)
+    assert len(index) == 500
+    for k in (1, 3):
+        exact = index.search(q, k)
+        assert np.array_equal(exact, nn_distances(q, mem, k))
+        assert np.allclose(index.search(q, k, exact=False, memory_chunk=128), exact, atol=1e-3)
+    drop = np.zeros(500, bool)
+    drop[rng.choice(500, 200, replace=False)] = True
+    for k in (1, 2):
+        assert np.allclose(index.search(q, k, exact=False, exclude=drop, memory_chunk=64),
+                           nn_distances(q, mem[~drop], k), atol=1e-3)
+    with pytest.raises(ValueError):
+        index.search(q, 1, exclude=drop)  # exclusion is for the fast path
+    with pytest.raises(ValueError):
+        index.search(q, 1, exact=False, exclude=np.ones(500, bool))
+    # bfloat16 screening: the exact re-ranking keeps the true distances for clear winners
+    low = NNIndex(mem, "bfloat16").search(q, 2)
+    assert np.allclose(low, nn_distances(q, mem, 2), atol=0.05)
+
+
 # -- local features ----------------------------------------------------------------------------
 def test_pixel_features_shapes_and_stride():
     rng = np.random.default_rng(0)
@@ -230,3 +341,47 @@ def test_network_backbones(backbone, cls):
     has_bn = any(k.startswith("features.net.") for k in state)
     assert has_bn == (backbone == "random")
     assert np.array_equal(_roundtrip(det).anomaly_maps(ds.test[:, None]), maps)
+
+
+def test_fit_transform_equals_fit_then_call():
+    rng = np.random.default_rng(0)
+    x = rng.random((5, 3, 20, 24), dtype=np.float32)
+    a, sa = LocalFeatures(dim=10, batch_size=2).fit_transform(x, seed=1)
+    lf = LocalFeatures(dim=10, batch_size=2).fit(x, seed=1)
+    b, sb = lf(x)
+    assert a.shape == (5, 10, 20, 24) and sa == sb
+    assert np.allclose(a, b, atol=1e-5)
+
+
+@needs_lite
+def test_network_input_scale_and_mirror_padding():
+    rng = np.random.default_rng(0)
+    x = rng.random((3, 1, 64, 64), dtype=np.float32)
+    f4, s4 = LocalFeatures(backbone="random").fit(x, seed=0)(x)
+    f2, s2 = LocalFeatures(backbone="random", max_upscale=2.0).fit(x, seed=0)(x)
+    assert f4.shape[-2:] == (56, 56) and s4 == pytest.approx(64 / 56)  # 224 px in: /4 cells
+    assert f2.shape[-2:] == (32, 32) and s2 == 2.0  # 128 px in
+    lf = LocalFeatures(backbone="random", max_upscale=2.0, pad=4)
+    assert LocalFeatures(**lf.config()).config() == lf.config()
+    fp, sp = lf.fit(x, seed=0)(x)
+    assert fp.shape == f2.shape and sp == s2
+    if _have_weights():  # fixed weights (a random network's BatchNorm statistics see the padding)
+        a, _ = LocalFeatures(backbone="lite0", max_upscale=2.0).fit(x)(x)
+        b, _ = LocalFeatures(backbone="lite0", max_upscale=2.0, pad=4).fit(x)(x)
+        # the padding changes the border cells, not the centre ones (beyond the receptive field)
+        assert not np.allclose(a[..., 0, :], b[..., 0, :], atol=1e-3)
+        assert np.allclose(a[..., 14:18, 14:18], b[..., 14:18, 14:18], atol=1e-4)
+    with pytest.raises(ValueError):
+        LocalFeatures(backbone="lite0", pad=-1)
+    with pytest.raises(ValueError):
+        LocalFeatures(backbone="lite0", max_upscale=0)
+
+
+@needs_lite
+def test_pretrained_network_is_loaded_once():
+    if not _have_weights():
+        pytest.skip("pretrained EfficientNet-Lite0 weights are not installed")
+    x = np.random.default_rng(0).random((2, 1, 16, 16), dtype=np.float32)
+    a = LocalFeatures(backbone="lite0").fit(x)
+    b = LocalFeatures(backbone="lite0").fit(x, seed=5)
+    assert a._net is b._net and not any(p.requires_grad for p in a._net.parameters())

@@ -4,14 +4,18 @@
 them: start from a seeded random row, then repeatedly add the row farthest from those chosen
 (Gonzalez' 2-approximation of the minimax covering radius). As in PatchCore, distances are taken
 after a seeded Gaussian random projection to ``proj_dim`` dimensions when the rows are wider
-(Johnson-Lindenstrauss), which keeps each step at O(N · proj_dim).
+(Johnson-Lindenstrauss), which keeps each step at O(N · proj_dim). ``candidates`` runs the greedy
+on a seeded random subset of at most that many rows (the cost is O(candidates · n)): with many
+strongly overlapping patches the subset covers nearly as well, at a fraction of the time.
 
 ``nn_distances(queries, memory, k)`` returns the Euclidean distances to the ``k`` nearest memory
 rows, computed as ``‖a‖² + ‖b‖² − 2 a·b`` (clamped at 0) in blocks of ``query_chunk`` ×
 ``memory_chunk`` rows, so memory stays bounded however large both sides are. Rows are centred on
 the memory's mean first, which keeps the cancellation error of that formula small, and the
 distances of the k winners are then recomputed exactly. The matrix product can run in float16 /
-bfloat16 (``matmul_dtype``): that only affects which neighbours win when they are nearly tied.
+bfloat16 (``matmul_dtype``): the low-precision products only screen candidates (the best
+``k + RERANK`` per query), whose exact distances then decide, so only near-ties can go to the
+second best. With k = 1 in float32 a row minimum replaces the top-k selection (faster).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import numpy as np
 import torch
 
 MATMUL_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+#: extra candidates per query kept from a low-precision screening and then re-ranked exactly
+RERANK = 3
 
 
 def _tensor(x) -> torch.Tensor:
@@ -37,11 +43,21 @@ def random_projection(x, dim: int, *, seed: int = 0) -> torch.Tensor:
     return t @ proj
 
 
-def kcenter_greedy(x, n: int, *, seed: int = 0, proj_dim: int | None = 128, start: int | None = None) -> np.ndarray:
+def kcenter_greedy(
+    x,
+    n: int,
+    *,
+    seed: int = 0,
+    proj_dim: int | None = 128,
+    start: int | None = None,
+    candidates: int | None = None,
+) -> np.ndarray:
     """Indices (int64, in selection order) of ``n`` greedy k-center rows of ``x`` ``(N, D)``.
 
-    Deterministic for a given ``seed`` (the first centre and the projection). Ties go to the lowest
-    index. ``n >= N`` returns every row.
+    Deterministic for a given ``seed`` (the first centre, the projection and the candidate subset).
+    Ties go to the lowest index. ``n >= N`` returns every row. ``candidates``: choose among a
+    seeded random subset of at most that many rows (never fewer than ``n``); ``start`` then
+    indexes that subset.
     """
     t = _tensor(x)
     N = t.shape[0]
@@ -49,6 +65,10 @@ def kcenter_greedy(x, n: int, *, seed: int = 0, proj_dim: int | None = 128, star
         return np.zeros(0, dtype=np.int64)
     if n >= N:
         return np.arange(N, dtype=np.int64)
+    if candidates is not None and max(int(candidates), n) < N:
+        rng = np.random.default_rng([int(seed), 1])
+        subset = np.sort(rng.choice(N, max(int(candidates), n), replace=False))
+        return subset[kcenter_greedy(t[torch.from_numpy(subset)], n, seed=seed, proj_dim=proj_dim, start=start)]
     if proj_dim is not None and t.shape[1] > proj_dim:
         t = random_projection(t, proj_dim, seed=seed)
     t = t - t.mean(dim=0, keepdim=True)
@@ -58,14 +78,136 @@ def kcenter_greedy(x, n: int, *, seed: int = 0, proj_dim: int | None = 128, star
     chosen = np.empty(n, dtype=np.int64)
     idx = int(start)
     min_d = torch.full((N,), float("inf"))
+    d = torch.empty(N)
     for i in range(n):
         chosen[i] = idx
-        c = t[idx]
-        d = (sq - 2.0 * (t @ c) + sq[idx]).clamp_min_(0.0)
+        # squared distances to the new centre: ‖x‖² + ‖c‖² − 2 x·c (two passes over the rows)
+        torch.addmv(sq, t, t[idx], alpha=-2.0, out=d)
+        d += sq[idx]
         torch.minimum(min_d, d, out=min_d)
         min_d[idx] = 0.0
         idx = int(torch.argmax(min_d))
     return chosen
+
+
+class NNIndex:
+    """A memory bank prepared once for repeated nearest-neighbour queries (see :func:`nn_distances`).
+
+    Holds the memory centred on its mean, its squared norms and, for a low-precision
+    ``matmul_dtype``, a converted copy; ``search`` then only pays for the queries.
+    """
+
+    def __init__(self, memory, matmul_dtype: str = "float32"):
+        if matmul_dtype not in MATMUL_DTYPES:
+            raise ValueError(f"matmul_dtype must be one of {tuple(MATMUL_DTYPES)}, not {matmul_dtype!r}")
+        m = _tensor(memory)
+        if m.ndim != 2 or m.shape[0] == 0:
+            raise ValueError("the memory bank is empty")
+        self.matmul_dtype = matmul_dtype
+        self.centre = m.mean(dim=0, keepdim=True)
+        self.m = m - self.centre
+        self.mm = (self.m * self.m).sum(dim=1)
+        self._dt = MATMUL_DTYPES[matmul_dtype]
+        self.low = self._dt is not torch.float32
+        self.m_low = self.m.to(self._dt) if self.low else self.m
+        self.mm_low = self.mm.to(self._dt) if self.low else self.mm
+
+    def __len__(self) -> int:
+        return self.m.shape[0]
+
+    def search(
+        self,
+        queries,
+        k: int = 1,
+        *,
+        query_chunk: int = 2048,
+        memory_chunk: int = 8192,
+        return_indices: bool = False,
+        exact: bool = True,
+        exclude=None,
+    ):
+        """Distances ``(Nq, k)`` float32 (ascending) to the ``k`` nearest memory rows.
+
+        ``exclude`` (bool, one per memory row, or None): rows that are not candidates (e.g. those
+        from the query's own image). Needs ``exact=False``; at least ``k`` rows must remain.
+
+        ``exact=False`` (float32 only, no indices): distances straight from ``‖a‖² + ‖b‖² − 2 a·b``
+        without finding the winners' indices and recomputing them — faster, with an absolute error
+        around 1e-3 of the vectors' norms (visible only for distances near 0).
+        """
+        q = _tensor(queries)
+        if q.ndim != 2 or q.shape[1] != self.m.shape[1]:
+            raise ValueError(f"queries have {q.shape[-1]} columns, the memory {self.m.shape[1]}")
+        m, M = self.m, self.m.shape[0]
+        k = min(int(k), M)
+        if exclude is not None:
+            if exact or return_indices or self.low:
+                raise ValueError("exclude works with exact=False, float32 and no indices")
+            exclude = torch.as_tensor(np.asarray(exclude, dtype=bool))
+            if exclude.shape != (M,) or int((~exclude).sum()) < k:
+                raise ValueError(f"exclude must be {M} booleans leaving at least k = {k} rows")
+        if not exact and not return_indices and not self.low:
+            return self._search_values(q, k, query_chunk, memory_chunk, exclude)
+        # candidates kept per query: k, or k + RERANK from a low-precision screening
+        kc = min(k + RERANK, M) if self.low else k
+        out_d = torch.empty((q.shape[0], k), dtype=torch.float32)
+        out_i = torch.empty((q.shape[0], k), dtype=torch.int64)
+        for a in range(0, q.shape[0], query_chunk):
+            qc = q[a : a + query_chunk] - self.centre
+            qc_low = qc.to(self._dt) if self.low else qc
+            best_d = best_i = None
+            for b in range(0, M, memory_chunk):
+                # ‖b‖² − 2 a·b: the squared distance less ‖a‖², which does not change the ranking
+                part = torch.addmm(self.mm_low[b : b + memory_chunk], qc_low, self.m_low[b : b + memory_chunk].T,
+                                   alpha=-2.0)
+                if kc == 1:
+                    cd, ci = part.min(dim=1, keepdim=True)
+                    cd = cd.to(torch.float32)
+                    if best_d is None:
+                        best_d, best_i = cd, ci
+                    else:
+                        better = cd < best_d  # ties keep the earlier (lower) index
+                        best_d = torch.where(better, cd, best_d)
+                        best_i = torch.where(better, ci + b, best_i)
+                    continue
+                cd, ci = torch.topk(part.to(torch.float32), min(kc, part.shape[1]), dim=1, largest=False, sorted=True)
+                if best_d is None:
+                    best_d, best_i = cd, ci + b
+                else:
+                    cat_d = torch.cat([best_d, cd], dim=1)
+                    cat_i = torch.cat([best_i, ci + b], dim=1)
+                    best_d, pos = torch.topk(cat_d, min(kc, cat_d.shape[1]), dim=1, largest=False, sorted=True)
+                    best_i = torch.gather(cat_i, 1, pos)
+            # exact distances of the winners (removes the formula's cancellation error and the
+            # low-precision matmul's rounding from the returned values), then the k best of them
+            exact_d = (qc[:, None, :] - m[best_i]).pow(2).sum(dim=2).sqrt()
+            exact_d, pos = torch.sort(exact_d, dim=1, stable=True)
+            out_d[a : a + len(qc)] = exact_d[:, :k]
+            out_i[a : a + len(qc)] = torch.gather(best_i, 1, pos[:, :k])
+        dist = out_d.numpy()
+        return (dist, out_i.numpy()) if return_indices else dist
+
+    def _search_values(self, q: torch.Tensor, k: int, query_chunk: int, memory_chunk: int,
+                       exclude: torch.Tensor | None = None) -> np.ndarray:
+        M = self.m.shape[0]
+        mm = self.mm if exclude is None else self.mm.masked_fill(exclude, float("inf"))
+        out = torch.empty((q.shape[0], k), dtype=torch.float32)
+        for a in range(0, q.shape[0], query_chunk):
+            qc = q[a : a + query_chunk] - self.centre
+            best = None
+            for b in range(0, M, memory_chunk):
+                part = torch.addmm(mm[b : b + memory_chunk], qc, self.m[b : b + memory_chunk].T, alpha=-2.0)
+                if k == 1:
+                    cd = part.amin(dim=1, keepdim=True)  # no indices: much faster than min()
+                    best = cd if best is None else torch.minimum(best, cd)
+                else:
+                    cd = torch.topk(part, min(k, part.shape[1]), dim=1, largest=False, sorted=True).values
+                    if best is not None:
+                        cd = torch.topk(torch.cat([best, cd], dim=1), k, dim=1, largest=False, sorted=True).values
+                    best = cd
+            qq = (qc * qc).sum(dim=1, keepdim=True)
+            out[a : a + len(qc)] = (best + qq).clamp_min_(0.0).sqrt_()
+        return out.numpy()
 
 
 def nn_distances(
@@ -77,50 +219,23 @@ def nn_distances(
     memory_chunk: int = 8192,
     matmul_dtype: str = "float32",
     return_indices: bool = False,
+    exact: bool = True,
 ):
     """Distances ``(Nq, k)`` float32 (ascending) from each query row to its ``k`` nearest memory rows.
 
-    With ``return_indices`` also the ``(Nq, k)`` int64 memory indices.
+    With ``return_indices`` also the ``(Nq, k)`` int64 memory indices. ``exact``: see
+    :meth:`NNIndex.search` (to query one memory many times, build an :class:`NNIndex` once).
     """
     if matmul_dtype not in MATMUL_DTYPES:
         raise ValueError(f"matmul_dtype must be one of {tuple(MATMUL_DTYPES)}, not {matmul_dtype!r}")
-    q = _tensor(queries)
     m = _tensor(memory)
     if m.shape[0] == 0:
         raise ValueError("the memory bank is empty")
+    q = _tensor(queries)
     if q.shape[1] != m.shape[1]:
         raise ValueError(f"queries have {q.shape[1]} columns, the memory {m.shape[1]}")
-    k = min(int(k), m.shape[0])
-    centre = m.mean(dim=0, keepdim=True)
-    m = m - centre
-    mm = (m * m).sum(dim=1)
-    mdt = MATMUL_DTYPES[matmul_dtype]
-    m_low = m.to(mdt) if mdt is not torch.float32 else m
-    out_d = torch.empty((q.shape[0], k), dtype=torch.float32)
-    out_i = torch.empty((q.shape[0], k), dtype=torch.int64)
-    for a in range(0, q.shape[0], query_chunk):
-        qc = q[a : a + query_chunk] - centre
-        qq = (qc * qc).sum(dim=1, keepdim=True)
-        qc_low = qc.to(mdt) if mdt is not torch.float32 else qc
-        best_d = torch.full((len(qc), k), float("inf"))
-        best_i = torch.zeros((len(qc), k), dtype=torch.int64)
-        for b in range(0, m.shape[0], memory_chunk):
-            prod = (qc_low @ m_low[b : b + memory_chunk].T).to(torch.float32)
-            d2 = (qq + mm[b : b + memory_chunk][None, :] - 2.0 * prod).clamp_min_(0.0)
-            kk = min(k, d2.shape[1])
-            cd, ci = torch.topk(d2, kk, dim=1, largest=False, sorted=True)
-            cat_d = torch.cat([best_d, cd], dim=1)
-            cat_i = torch.cat([best_i, ci + b], dim=1)
-            best_d, pos = torch.topk(cat_d, k, dim=1, largest=False, sorted=True)
-            best_i = torch.gather(cat_i, 1, pos)
-        # exact distances of the k winners (removes the formula's cancellation error and the
-        # low-precision matmul's rounding from the returned values)
-        exact = (qc[:, None, :] - m[best_i]).pow(2).sum(dim=2).sqrt()
-        exact, pos = torch.sort(exact, dim=1, stable=True)
-        out_d[a : a + len(qc)] = exact
-        out_i[a : a + len(qc)] = torch.gather(best_i, 1, pos)
-    dist = out_d.numpy()
-    return (dist, out_i.numpy()) if return_indices else dist
+    return NNIndex(m, matmul_dtype).search(q, k, query_chunk=query_chunk, memory_chunk=memory_chunk,
+                                           return_indices=return_indices, exact=exact)
 
 
 def covering_radius(x, centres) -> float:

