@@ -57,3 +57,13 @@ def test_mt_taguchi_selection_from_defective_images(shapes_dir, tmp_path):
 def test_unknown_flag_for_a_detector_is_a_clear_error(shapes_dir, tmp_path):
     res = run("train", shapes_dir, "--out", tmp_path / "m", "--detector", "mt", "--backbone", "lite0")
     assert res.exit_code == 2 and "backbone" in res.output
+
+
+def test_default_detector_is_patch_knn_with_lite0(shapes_dir, tmp_path):
+    from kizu.detectors import DEFAULT_DETECTOR, DEFAULT_OPTIONS
+
+    res = run("train", shapes_dir, "--out", tmp_path / "m", "--quiet")
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((tmp_path / "m" / "model.json").read_text())["detector"]
+    assert cfg["name"] == DEFAULT_DETECTOR == "patch-knn"
+    assert cfg["config"]["backbone"] == DEFAULT_OPTIONS["backbone"] == "lite0"
