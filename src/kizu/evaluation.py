@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from . import plots
-from .images import LabelledSet, atomic_write_text, read_image, read_mask
+from .images import LabelledSet, atomic_write_bytes, atomic_write_text, read_image, read_mask
 from .metrics import aupro, image_metrics, per_type_table, pixel_auroc, roc_points
 from .model import InspectionModel, Verdict
 from .operating_points import f1_optimal, far_miss_curve, threshold_table
@@ -112,8 +112,6 @@ def write_outputs(model: InspectionModel, ev: Evaluation, out: str | Path, *, ti
     out = Path(out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     for name, png in ev.figures.items():
-        from .images import atomic_write_bytes
-
         atomic_write_bytes(out / "figures" / f"{name}.png", png)
     payload = dict(ev.metrics)
     payload["per_defect_type"] = ev.per_type

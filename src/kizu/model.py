@@ -13,7 +13,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
@@ -333,5 +333,3 @@ def _as_image_list(images) -> list[np.ndarray]:
         out.append(a[None] if a.ndim == 2 else a)
     return out
 
-
-ProgressCallback = Callable[[int, int, dict], None]
