@@ -9,11 +9,12 @@ Prints a table; writes bench/results/detectors.json. Same code as `kizu bench`.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from kizu.benchmark import save_results  # noqa: E402
 
 from kizu.benchmark import KIZU_DETECTORS, default_tasks, run_benchmark  # noqa: E402
 
@@ -31,9 +32,7 @@ def main(argv=None) -> int:
     tasks = [t for t in default_tasks(args.sizes, fine=not args.no_fine) if not args.tasks or t.name in args.tasks]
     dets = [d for d in KIZU_DETECTORS if not args.only or d[0] in args.only]
     rows = run_benchmark(tasks, dets, seeds=args.seeds, peers=not args.no_peers)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(rows, indent=2, default=float))
-    print(f"\nwrote {args.out}")
+    save_results(args.out, rows)
     return 0
 
 

@@ -10,7 +10,6 @@ Prints a table and writes bench/results/fine_defects.json. With --overlays, writ
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,8 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from kizu.benchmark import save_results  # noqa: E402
 
 from kizu import InspectionModel, plots  # noqa: E402
 from kizu.cli.common import parse_options  # noqa: E402
@@ -76,9 +77,7 @@ def main(argv=None) -> int:
                                                v.regions, f"{types[i]}: {'DEFECTIVE' if v.defective else 'good'}"
                                                f" (p={v.p_value:.2g})")
                     plots.save_figure(fig, args.overlays / f"{task}-{types[i]}.png", dpi=80)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"detector": args.detector, "options": options, "rows": rows}, indent=2))
-    print(f"\nwrote {args.out}")
+    save_results(args.out, {"detector": args.detector, "options": options, "rows": rows})
     return 0
 
 

@@ -19,6 +19,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from kizu.benchmark import save_results  # noqa: E402
+
 from kizu import InspectionModel  # noqa: E402
 from kizu.cli.common import parse_options  # noqa: E402
 from kizu.synth.fine import make_fine  # noqa: E402
@@ -55,9 +57,7 @@ def main(argv=None) -> int:
     print(f"{'detector':<28} {'train 100 (s)':>13} {'p50 ms':>7} {'p90 ms':>7} {'batch img/s':>11}")
     print(f"{args.detector + ' ' + json.dumps(options):<28} {train_s:>13.1f} {res['latency_ms_p50']:>7.1f} "
           f"{res['latency_ms_p90']:>7.1f} {batch_ips:>11.1f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=2))
-    print(f"wrote {args.out}")
+    save_results(args.out, res)
     return 0
 
 

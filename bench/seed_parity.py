@@ -10,7 +10,6 @@ images) and writes bench/results/seed_parity.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -18,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from kizu.benchmark import save_results  # noqa: E402
 
 from kizu import InspectionModel, synth  # noqa: E402
 from kizu.metrics import image_metrics  # noqa: E402
@@ -82,9 +83,7 @@ def main(argv=None) -> int:
                 summary.append(s)
                 print(f"{name:<18} n={n:<5} {jitter:<9} AUROC {min(a):.3f}–{max(a):.3f}  FAR {min(f):.3f}–{max(f):.3f}"
                       f" (mean {np.mean(f):.3f})")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"rows": rows, "summary": summary}, indent=2))
-    print(f"\nwrote {args.out}")
+    save_results(args.out, {"rows": rows, "summary": summary})
     return 0
 
 

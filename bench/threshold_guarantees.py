@@ -14,7 +14,6 @@ Prints a table and writes bench/results/threshold_guarantees.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from kizu.benchmark import save_results  # noqa: E402
 
 from kizu import InspectionModel, synth  # noqa: E402
 from kizu.calibration import Calibration  # noqa: E402
@@ -75,9 +76,7 @@ def main(argv=None) -> int:
             print(f"{r:<34} {far.mean():>9.4f} {far.std():>7.4f} {np.mean(far <= args.alpha + 1e-12):>14.2f} "
                   f"{far.max():>8.3f}")
         result["tasks"][jitter] = summary
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(f"\nwrote {args.out}")
+    save_results(args.out, result)
     return 0
 
 

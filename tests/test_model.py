@@ -113,3 +113,16 @@ def test_cross_conformal_uses_every_image():
     assert all(v.p_value >= 1 / 31 for v in vs)
     with pytest.raises(KizuError, match="folds"):
         InspectionModel.train(d.train, detector="autoencoder", detector_options=FAST_AE, calibration="cross", folds=40)
+
+
+def test_saved_model_is_readable_like_a_normal_folder(model_and_data, tmp_path):
+    import os
+    import stat
+
+    m, _ = model_and_data
+    p = m.save(tmp_path / "model")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o777 & ~umask
+    for f in ("model.json", "weights.safetensors"):
+        assert stat.S_IMODE((p / f).stat().st_mode) == 0o666 & ~umask

@@ -15,9 +15,18 @@ from typing import Any, Callable
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from .images import atomic_write_text
 from .metrics import pixel_auroc
 from .model import InspectionModel
 from .synth import SynthDataset, make_shapes
+
+
+def save_results(path, results) -> None:
+    """Write benchmark results as JSON atomically and say where."""
+    import json
+
+    atomic_write_text(path, json.dumps(results, indent=2, default=float))
+    print(f"\nwrote {path}")
 
 
 @dataclass

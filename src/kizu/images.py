@@ -189,6 +189,13 @@ def write_image(path: str | Path, image: np.ndarray) -> None:
     Image.fromarray(u8).save(path)
 
 
+def default_mode(directory: bool = False) -> int:
+    """Permissions a plain ``open``/``mkdir`` would give (temp files are private by default)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write a file so readers see either the old or the complete new content."""
     path = Path(path)
@@ -197,6 +204,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, default_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

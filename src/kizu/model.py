@@ -23,7 +23,7 @@ from .calibration import Calibration, conformal_threshold
 from .detectors import DEFAULT_DETECTOR, DEFAULT_OPTIONS, create, detector_class
 from .detectors.base import Detector, ProgressFn
 from .errors import KizuError, ModelFileError
-from .images import read_image
+from .images import default_mode, read_image
 from .preprocess import Preprocessor, resize_maps
 from .regions import find_regions
 from .scoring import ScoreRule, smooth_maps
@@ -228,9 +228,11 @@ class InspectionModel:
         if path.exists() and not (path / MODEL_JSON).is_file() and any(path.iterdir()):
             raise KizuError(f"{path}: exists and is not a kizu model folder; refusing to overwrite it")
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+        tmp.chmod(default_mode(directory=True))
         try:
             state = {k: np.require(v, requirements="C") for k, v in self.detector.state_dict().items()}
             save_file(state, str(tmp / WEIGHTS))
+            (tmp / WEIGHTS).chmod(default_mode())
             (tmp / MODEL_JSON).write_text(json.dumps(self.to_json(), indent=2, allow_nan=False), encoding="utf-8")
             old = None
             if path.exists():

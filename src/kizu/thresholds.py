@@ -14,7 +14,7 @@ import numpy as np
 
 from .calibration import Calibration
 from .errors import KizuError
-from .guarantees import conditional_threshold, min_calibration_size
+from .guarantees import min_calibration_size
 from .images import test_set
 from .operating_points import cost_based, f1_optimal, recall_at_least, youden
 
@@ -36,11 +36,10 @@ def apply_rule(model, rule: str, *, data: Path | None = None, alpha: float | Non
     elif rule == "conditional":
         if not cal.scores:
             raise KizuError("the conditional rule needs held-out calibration scores")
-        t = conditional_threshold(np.asarray(cal.scores), alpha, delta)
-        if not math.isfinite(t):
+        new = Calibration.fit(cal.scores, alpha, "conditional", cal.train_scores, delta=delta)
+        if not math.isfinite(new.threshold):
             raise KizuError(f"the conditional rule with alpha={alpha:g}, delta={delta:g} needs at least "
                             f"{min_calibration_size(alpha, delta)} calibration images; this model has {len(cal.scores)}")
-        new = Calibration.fit(cal.scores, alpha, "conditional", cal.train_scores, delta=delta)
         params = {"delta": delta}
     else:
         if data is None:

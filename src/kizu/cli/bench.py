@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
-from ..benchmark import KIZU_DETECTORS, default_tasks, run_benchmark
-from ..images import atomic_write_text
+from ..benchmark import KIZU_DETECTORS, default_tasks, run_benchmark, save_results
 from . import app
 from .common import friendly_errors, out_console
 
@@ -28,4 +26,4 @@ def bench(
     rows = run_benchmark(default_tasks(tuple(sizes), fine=fine), dets, seeds=tuple(seed), peers=peers,
                          log=out_console.print)
     if out is not None:
-        atomic_write_text(out, json.dumps(rows, indent=2, default=float))
+        save_results(out, rows)

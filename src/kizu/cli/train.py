@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ..detectors import DEFAULT_DETECTOR, DEFAULT_OPTIONS, detector_class
+from ..detectors import DEFAULT_DETECTOR, DEFAULT_OPTIONS
 from ..detectors.registry import options_of
 from ..errors import KizuError
 from ..images import list_images, read_image, training_image_paths
@@ -25,7 +25,7 @@ def train_model(data: Path, *, detector: str = DEFAULT_DETECTOR, preset: str | N
     paths = training_image_paths(data)
     images = [read_image(p) for p in paths]
     opts = {**(DEFAULT_OPTIONS if detector == DEFAULT_DETECTOR else {}), **parse_options(options or [])}
-    accepted = options_of(detector) if detector_class(detector) else {}
+    accepted = options_of(detector)  # raises a clear error for an unknown detector
     for name, value in (("preset", preset), ("epochs", epochs), ("device", device)):
         if value is None or (name == "device" and value == "auto"):
             continue

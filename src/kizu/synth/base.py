@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..images import write_image
+from ..images import default_mode, write_image
 
 
 @dataclass
@@ -38,6 +38,7 @@ def write_mvtec(ds: SynthDataset, out: str | Path) -> Path:
         raise InputError(out, "output folder exists and is not empty")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    tmp.chmod(default_mode(directory=True))
     try:
         for i, img in enumerate(ds.train):
             write_image(tmp / "train" / "good" / f"{i:04d}.png", img)
