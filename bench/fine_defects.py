@@ -31,6 +31,8 @@ from kizu.synth.photo import PHOTOS, make_photo_textures  # noqa: E402
 TASKS = {
     "fine-parts": lambda s: make_fine(100, 100, 25, size=64, seed=s, mode="parts"),
     "fine-texture": lambda s: make_fine(100, 100, 25, size=64, seed=s, mode="texture"),
+    **{f"fine-texture-{k}": (lambda s, k=k: make_fine(100, 100, 25, size=64, seed=s, mode="texture", texture=k))
+       for k in ("regular", "stochastic")},
     **{f"photo-{p}": (lambda s, p=p: make_photo_textures(p, 100, 100, 25, seed=s)) for p in PHOTOS},
 }
 
@@ -40,7 +42,8 @@ def main(argv=None) -> int:
     ap.add_argument("--detector", default=DEFAULT_DETECTOR)
     ap.add_argument("-O", "--option", action="append", default=[])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--tasks", nargs="+", default=list(TASKS))
+    ap.add_argument("--tasks", nargs="+", default=[t for t in TASKS if not t.startswith("fine-texture-")],
+                    help="default: all but the single-texture variants of fine-texture")
     ap.add_argument("--overlays", type=Path)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "fine_defects.json")
     args = ap.parse_args(argv)

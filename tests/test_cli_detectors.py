@@ -67,3 +67,13 @@ def test_default_detector_is_patch_knn_with_lite0(shapes_dir, tmp_path):
     cfg = json.loads((tmp_path / "m" / "model.json").read_text())["detector"]
     assert cfg["name"] == DEFAULT_DETECTOR == "patch-knn"
     assert cfg["config"]["backbone"] == DEFAULT_OPTIONS["backbone"] == "lite0"
+    assert cfg["config"]["brightness"] == DEFAULT_OPTIONS["brightness"] == 2.0
+    assert cfg["config"]["feature_dim"] is DEFAULT_OPTIONS["feature_dim"] is None
+
+
+def test_detector_option_values_parse_as_json_and_none_means_null():
+    from kizu.cli.common import parse_options
+
+    assert parse_options(["feature_dim=None", "k=3", "whiten=true", "stages=[1,2]", "backbone=lite0",
+                          "max-memory=null"]) == {
+        "feature_dim": None, "k": 3, "whiten": True, "stages": [1, 2], "backbone": "lite0", "max_memory": None}

@@ -196,6 +196,7 @@ def test_patch_knn_configs_saved_before_new_options_keep_their_behaviour():
     cfg = det.config()
     assert cfg["max_upscale"] == 4.0 and cfg["edge_cells"] == 0 and cfg["pad"] == 0
     assert cfg["max_candidates"] is None and cfg["feature_dim"] is None and cfg["max_memory"] == 10000
+    assert cfg["whiten"] is False and cfg["brightness"] == 0.0
     assert PatchKNNDetector.from_config(PatchKNNDetector().config()).config() == PatchKNNDetector().config()
     with pytest.raises(ValueError):
         PatchKNNDetector(edge_cells=-1)
@@ -385,3 +386,60 @@ def test_pretrained_network_is_loaded_once():
     a = LocalFeatures(backbone="lite0").fit(x)
     b = LocalFeatures(backbone="lite0").fit(x, seed=5)
     assert a._net is b._net and not any(p.requires_grad for p in a._net.parameters())
+
+
+# -- whitening and relative-brightness channels ---------------------------------------------------
+def test_whitened_features_have_unit_variance_per_component():
+    x = np.random.default_rng(0).random((20, 1, 16, 16), dtype=np.float32) * np.linspace(0.2, 1, 16, dtype=np.float32)
+    lf = LocalFeatures(backbone="pixels", whiten=True)  # no dim: all components, whitened
+    f, _ = lf.fit_transform(x)
+    v = f.transpose(1, 0, 2, 3).reshape(f.shape[1], -1)
+    assert f.shape[1] == lf.raw_dim == 27
+    # variance ev / (ev + floor), floor = 1 % of the mean eigenvalue: about 1 for the large components,
+    # less for the near-empty ones (that is what the floor is for), never above 1
+    var = v.var(axis=1)
+    assert np.all(var <= 1.0 + 1e-3) and np.all(var[:10] > 0.95) and np.all(np.diff(var) <= 1e-3)
+    assert abs(np.corrcoef(v)[0, 1]) < 1e-3  # decorrelated
+    plain, _ = LocalFeatures(backbone="pixels").fit_transform(x)
+    assert plain.transpose(1, 0, 2, 3).reshape(27, -1).var(axis=1).max() < 0.2  # raw pixels: small variance
+
+
+def test_brightness_channels_are_scaled_gain_free_and_local():
+    rng = np.random.default_rng(1)
+    x = (0.3 + 0.4 * rng.random((30, 1, 32, 32))).astype(np.float32)
+    lf = LocalFeatures(backbone="pixels", brightness=2.0)
+    f, _ = lf.fit_transform(x)
+    assert f.shape[1] == 27 + 2
+    v = f.transpose(1, 0, 2, 3).reshape(f.shape[1], -1)
+    rms = np.sqrt(v[:-2].var(axis=1).mean())
+    assert np.allclose(v[-2:].std(axis=1), 2.0 * rms, rtol=1e-3)  # the weight is relative to the appearance
+    img = x[:1]
+    brighter, _ = lf(img * 1.2)
+    same, _ = lf(img)
+    assert np.allclose(brighter[:, -2:], same[:, -2:], atol=1e-4)  # a global gain does not count
+    stained = img.copy()
+    stained[..., 10:18, 10:18] *= 0.8
+    g, _ = lf(stained)
+    change = np.abs(g[0, -1] - same[0, -1])
+    assert change[14, 14] > 5 * change[0, 31] and change[14, 14] > 0  # darker where the stain is
+    clone = LocalFeatures(backbone="pixels", brightness=2.0)
+    clone.load_state_dict(st_load(st_save({k: np.ascontiguousarray(v) for k, v in lf.state_dict().items()})))
+    assert np.array_equal(clone(stained)[0], g)
+    with pytest.raises(ValueError):
+        LocalFeatures(brightness=-1)
+
+
+@needs_lite
+def test_patch_knn_brightness_finds_faint_stains_on_a_weave():
+    from kizu.synth.fine import make_fine
+
+    d = make_fine(60, 20, 20, size=32, seed=0, mode="texture", texture="regular")
+    keep = np.isin(np.array(d.test_types), ["good", "stain"])
+    test, labels = d.test[keep][:, None], d.test_labels[keep]
+    aurocs = {}
+    for brightness in (0.0, 2.0):
+        det = PatchKNNDetector(backbone="lite0", feature_dim=None, brightness=brightness).fit(d.train[:, None], seed=0)
+        aurocs[brightness] = roc_auc_score(labels, reduce_maps(det.anomaly_maps(test), "max", sigma=1.0))
+        if brightness:
+            assert np.array_equal(_roundtrip(det).anomaly_maps(test[:3]), det.anomaly_maps(test[:3]))
+    assert aurocs[2.0] >= 0.8 and aurocs[2.0] > aurocs[0.0] + 0.1, aurocs

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from .detectors import DEFAULT_OPTIONS
 from .images import atomic_write_text
 from .metrics import pixel_auroc
 from .model import InspectionModel
@@ -59,7 +60,7 @@ KIZU_DETECTORS: list[tuple[str, str, dict[str, Any]]] = [
     ("mt", "mt", {}),
     ("patch-gaussian", "patch-gaussian", {}),
     ("patch-knn (pixels)", "patch-knn", {"backbone": "pixels"}),
-    ("patch-knn (lite0)", "patch-knn", {"backbone": "lite0"}),
+    ("patch-knn (lite0)", "patch-knn", dict(DEFAULT_OPTIONS)),
 ]
 
 

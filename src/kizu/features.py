@@ -28,7 +28,10 @@ Backbones
     ``"random"`` the same network, randomly initialised from the fit seed, BatchNorm statistics
     re-estimated on the training images.
 
-``dim`` (optional) reduces D by a PCA fitted on the training features.
+``dim`` (optional) reduces D by a PCA fitted on the training features; ``whiten=True`` also scales
+each principal component to unit variance (plus a floor of ``WHITEN_FLOOR`` × the mean variance), so
+directions in which good surfaces hardly vary — a local darkening, say — weigh as much as the large
+ones in a Euclidean distance.
 
 State: the PCA, and for a random network its seed and BatchNorm statistics (pretrained weights
 come from the package and are never stored). Everything is numpy arrays. The pretrained network
@@ -50,6 +53,10 @@ BACKBONES = ("pixels", "lite0", "random")
 DEFAULT_STAGES = {"pixels": (0, 1, 2), "lite0": (1, 2), "random": (1, 2)}
 #: the network input is never enlarged more than this (a 16 px image goes in at 64 px, not 224)
 MAX_UPSCALE = 4.0
+#: whitening adds this fraction of the mean eigenvalue to every component's variance
+WHITEN_FLOOR = 0.01
+#: windows (grid cells a side) of the relative-brightness channels added by ``brightness``
+BRIGHTNESS_WINDOWS = (3, 7)
 #: feature vectors sampled (at most) to fit the PCA
 PCA_SAMPLES = 50_000
 
@@ -84,6 +91,15 @@ def _work_grid(h: int, w: int, max_grid: int) -> tuple[int, int]:
     return math.ceil(h / s), math.ceil(w / s)
 
 
+def _relative_brightness(t: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """``(n, C, H, W)`` → ``(n, len(BRIGHTNESS_WINDOWS), *grid)``: the local mean brightness around
+    each cell (windows of ``BRIGHTNESS_WINDOWS`` cells) relative to the image's mean, minus 1."""
+    grey = _pool_to(t.mean(dim=1, keepdim=True), grid)
+    ref = t.mean(dim=(1, 2, 3)).clamp_min(1e-3)[:, None, None, None]
+    out = [F.avg_pool2d(grey, w, stride=1, padding=w // 2, count_include_pad=False) for w in BRIGHTNESS_WINDOWS]
+    return torch.cat(out, dim=1) / ref - 1.0
+
+
 def _pool_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(x.shape[-2:]) == tuple(size):
         return x
@@ -106,6 +122,8 @@ class LocalFeatures:
         batch_size: int = 16,
         max_upscale: float = MAX_UPSCALE,
         pad: int = 0,
+        whiten: bool = False,
+        brightness: float = 0.0,
     ):
         if backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, not {backbone!r}")
@@ -132,12 +150,17 @@ class LocalFeatures:
         self.batch_size = int(batch_size)
         self.max_upscale = float(max_upscale)
         self.pad = int(pad)
+        self.whiten = bool(whiten)
+        if brightness < 0:
+            raise ValueError(f"brightness must be >= 0, not {brightness}")
+        self.brightness = float(brightness)
         self._net: torch.nn.Module | None = None
         self._net_seed = 0
         self._net_pretrained = False
         self._pca_mean: np.ndarray | None = None
         self._pca_components: np.ndarray | None = None
         self._channels: int | None = None
+        self._brightness_scale = np.ones(self._brightness_dim, np.float32)
         self._fitted = False
 
     # -- configuration -----------------------------------------------------------------------
@@ -153,6 +176,8 @@ class LocalFeatures:
             "batch_size": self.batch_size,
             "max_upscale": self.max_upscale,
             "pad": self.pad,
+            "whiten": self.whiten,
+            "brightness": self.brightness,
         }
 
     @property
@@ -161,10 +186,14 @@ class LocalFeatures:
         if self.backbone == "pixels":
             if self._channels is None:
                 raise RuntimeError("LocalFeatures is not fitted")
-            return self._channels * self.patch**2 * len(self.stages)
+            return self._channels * self.patch**2 * len(self.stages) + self._brightness_dim
         from .backbones.efficientnet_lite import STAGE_CHANNELS
 
-        return sum(STAGE_CHANNELS[s] for s in self.stages)
+        return sum(STAGE_CHANNELS[s] for s in self.stages) + self._brightness_dim
+
+    @property
+    def _brightness_dim(self) -> int:
+        return len(BRIGHTNESS_WINDOWS) if self.brightness else 0
 
     @property
     def out_dim(self) -> int:
@@ -173,6 +202,9 @@ class LocalFeatures:
     # -- fitting -----------------------------------------------------------------------------
     def fit(self, images: np.ndarray, seed: int | None = 0) -> "LocalFeatures":
         """Build the network (random init / BatchNorm from ``images``) and fit the optional PCA."""
+        if self.brightness:  # the brightness scale needs all raw features first
+            self.fit_transform(images, seed)
+            return self
         x = self._start_fit(images, seed)
         if self._needs_pca():
             self._fit_pca((f for _, f in self._raw_batches(x)), x, seed)
@@ -182,21 +214,36 @@ class LocalFeatures:
         """``fit(images, seed)`` then ``self(images)``, running the network over the images once."""
         x = self._start_fit(images, seed)
         raw = [f for _, f in self._raw_batches(x)]
+        if self.brightness:
+            self._fit_brightness_scale(raw)
         if self._needs_pca():
             self._fit_pca(raw, x, seed)
         return self._assemble(x, enumerate(raw))
+
+    def _fit_brightness_scale(self, raw: list[torch.Tensor]) -> None:
+        """Scale each brightness channel (in place in ``raw``) to ``brightness`` × the RMS standard
+        deviation of the appearance channels, so the weight means the same on any surface."""
+        nb = self._brightness_dim
+        v = torch.cat([f.permute(1, 0, 2, 3).reshape(f.shape[1], -1) for f in raw], dim=1).double()
+        appearance = float(v[:-nb].var(dim=1).mean().sqrt())
+        spread = v[-nb:].std(dim=1).clamp_min(1e-6)
+        scale = (self.brightness * appearance / spread).float()
+        for f in raw:
+            f[:, -nb:] *= scale[None, :, None, None]
+        self._brightness_scale = scale.numpy()
 
     def _start_fit(self, images: np.ndarray, seed: int | None) -> np.ndarray:
         x = as_image_batch(images)
         self._channels = int(x.shape[1])
         self._pca_mean = self._pca_components = None
+        self._brightness_scale = np.ones(self._brightness_dim, np.float32)
         if self.backbone != "pixels":
             self._build_net(0 if seed is None else int(seed), calibration=x)
         self._fitted = True
         return x
 
     def _needs_pca(self) -> bool:
-        return self.dim is not None and self.dim < self.raw_dim
+        return self.whiten or (self.dim is not None and self.dim < self.raw_dim)
 
     def _fit_pca(self, raw_batches, x: np.ndarray, seed: int | None) -> None:
         """PCA of at most PCA_SAMPLES raw feature vectors, sampled batch by batch (bounded memory)."""
@@ -215,9 +262,11 @@ class LocalFeatures:
         mean = v.mean(axis=0)
         cov = (v - mean).T @ (v - mean) / max(len(v) - 1, 1)
         ev, vec = np.linalg.eigh(cov)
-        vec = vec[:, ::-1][:, : self.dim]
+        ev, vec = ev[::-1][: self.dim], vec[:, ::-1][:, : self.dim]
         # fix the sign of each component so the PCA is reproducible across LAPACK builds
         vec *= np.where(vec[np.abs(vec).argmax(axis=0), np.arange(vec.shape[1])] < 0, -1.0, 1.0)
+        if self.whiten:  # unit variance per component; the floor keeps near-empty directions from exploding
+            vec = vec / np.sqrt(np.maximum(ev, 0) + WHITEN_FLOOR * max(float(ev.mean()), 1e-12))
         self._pca_mean = mean.astype(np.float32)
         self._pca_components = np.ascontiguousarray(vec.T, dtype=np.float32)
 
@@ -328,7 +377,11 @@ class LocalFeatures:
         grid = self._grid(*x.shape[-2:])
         for i in range(0, len(x), self.batch_size):
             t = torch.from_numpy(np.ascontiguousarray(x[i : i + self.batch_size]))
-            yield i, (self._pixels(t, grid) if self.backbone == "pixels" else self._network(t, grid))
+            f = self._pixels(t, grid) if self.backbone == "pixels" else self._network(t, grid)
+            if self.brightness:
+                scale = torch.from_numpy(self._brightness_scale)[None, :, None, None]
+                f = torch.cat([f, scale * _relative_brightness(t, grid)], dim=1)
+            yield i, f
 
     @torch.no_grad()
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, float]:
@@ -365,6 +418,8 @@ class LocalFeatures:
             raise RuntimeError("LocalFeatures is not fitted")
         # scalars are stored with shape (1,): np.ascontiguousarray (used when saving) makes 0-d 1-d
         state = {"channels": np.array([self._channels], dtype=np.int64)}
+        if self.brightness:
+            state["brightness_scale"] = self._brightness_scale
         if self._pca_components is not None:
             state["pca_mean"] = self._pca_mean
             state["pca_components"] = self._pca_components
@@ -383,6 +438,8 @@ class LocalFeatures:
         self._pca_components = (
             np.asarray(state["pca_components"], dtype=np.float32) if "pca_components" in state else None
         )
+        if self.brightness:
+            self._brightness_scale = np.asarray(state["brightness_scale"], dtype=np.float32)
         self._net = None
         if self.backbone != "pixels":
             seed = _int(state["net_seed"])

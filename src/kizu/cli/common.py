@@ -39,12 +39,15 @@ def friendly_errors(fn):
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:
-    """``["k=v", ...]`` → dict; values are JSON when they parse (numbers, lists, true), else strings."""
+    """``["k=v", ...]`` → dict; values are JSON when they parse (numbers, lists, true, null), else
+    strings; ``None`` / ``none`` also mean null (Python users type it)."""
     opts: dict[str, Any] = {}
     for pair in pairs or []:
         if "=" not in pair:
             raise KizuError(f"--option {pair!r}: expected KEY=VALUE")
         k, v = pair.split("=", 1)
+        if v.strip() in ("None", "none"):
+            v = "null"
         try:
             opts[k.strip().replace("-", "_")] = json.loads(v)
         except json.JSONDecodeError:

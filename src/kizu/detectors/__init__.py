@@ -13,6 +13,6 @@ for _optional in ("mt", "patch_gaussian", "patch_knn"):
 
 #: what ``kizu train`` uses without ``--detector`` (chosen by bench/detectors.py; see the README)
 DEFAULT_DETECTOR = "patch-knn"
-DEFAULT_OPTIONS: dict = {"backbone": "lite0"}
+DEFAULT_OPTIONS: dict = {"backbone": "lite0", "feature_dim": None, "brightness": 2.0}
 
 __all__ = ["DEFAULT_DETECTOR", "DEFAULT_OPTIONS", "Detector", "available", "create", "detector_class", "register"]
