@@ -224,9 +224,13 @@ class LocalFeatures:
         """Scale each brightness channel (in place in ``raw``) to ``brightness`` × the RMS standard
         deviation of the appearance channels, so the weight means the same on any surface."""
         nb = self._brightness_dim
-        v = torch.cat([f.permute(1, 0, 2, 3).reshape(f.shape[1], -1) for f in raw], dim=1).double()
-        appearance = float(v[:-nb].var(dim=1).mean().sqrt())
-        spread = v[-nb:].std(dim=1).clamp_min(1e-6)
+        count, total, squares = 0, 0.0, 0.0  # per-channel moments, batch by batch (bounded memory)
+        for f in raw:
+            v = f.permute(1, 0, 2, 3).reshape(f.shape[1], -1).double()
+            count, total, squares = count + v.shape[1], total + v.sum(dim=1), squares + (v * v).sum(dim=1)
+        var = (squares / count - (total / count) ** 2).clamp_min(0) * count / max(count - 1, 1)
+        appearance = float(var[:-nb].mean().sqrt())
+        spread = var[-nb:].sqrt().clamp_min(1e-6)
         scale = (self.brightness * appearance / spread).float()
         for f in raw:
             f[:, -nb:] *= scale[None, :, None, None]
