@@ -59,6 +59,12 @@ def test_unknown_flag_for_a_detector_is_a_clear_error(shapes_dir, tmp_path):
     assert res.exit_code == 2 and "backbone" in res.output
 
 
+def test_bad_option_value_fails_before_training_with_one_clear_line(shapes_dir, tmp_path):
+    res = run("train", shapes_dir, "--out", tmp_path / "m", "--brightness", "-1")
+    assert res.exit_code == 2 and "brightness must be >= 0" in res.output
+    assert "training" not in res.output and not (tmp_path / "m").exists()
+
+
 def test_default_detector_is_patch_knn_with_lite0(shapes_dir, tmp_path):
     from kizu.detectors import DEFAULT_DETECTOR, DEFAULT_OPTIONS
 

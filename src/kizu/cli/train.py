@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ..detectors import DEFAULT_DETECTOR, DEFAULT_OPTIONS
+from ..detectors import DEFAULT_DETECTOR, DEFAULT_OPTIONS, create
 from ..detectors.registry import options_of
 from ..errors import KizuError
 from ..images import list_images, read_image, training_image_paths
@@ -34,6 +34,7 @@ def train_model(data: Path, *, detector: str = DEFAULT_DETECTOR, preset: str | N
         opts.setdefault(name, value)
     if "device" in accepted and device != "auto":
         opts.setdefault("device", device)
+    create(detector, **opts)  # a bad option value fails here, before the progress bar is drawn
     with training_progress(quiet) as progress:
         return InspectionModel.train(
             images, paths=paths, detector=detector, detector_options=opts, calibration_fraction=calibration_fraction,
