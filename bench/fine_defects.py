@@ -23,7 +23,7 @@ from kizu.benchmark import save_results  # noqa: E402
 
 from kizu import InspectionModel, plots  # noqa: E402
 from kizu.cli.common import parse_options  # noqa: E402
-from kizu.detectors import DEFAULT_DETECTOR, DEFAULT_OPTIONS  # noqa: E402
+from kizu.detectors import DEFAULT_DETECTOR, default_options  # noqa: E402
 from kizu.metrics import aupro, pixel_auroc  # noqa: E402
 from kizu.synth.fine import make_fine  # noqa: E402
 from kizu.synth.photo import PHOTOS, make_photo_textures  # noqa: E402
@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     ap.add_argument("--overlays", type=Path)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "fine_defects.json")
     args = ap.parse_args(argv)
-    options = {**(DEFAULT_OPTIONS if args.detector == DEFAULT_DETECTOR else {}), **parse_options(args.option)}
+    options = {**default_options(args.detector), **parse_options(args.option)}
     rows = []
     print(f"detector {args.detector} {options}")
     print(f"{'task':<16} {'seed':>4} {'AUROC':>6} {'pixAUROC':>8} {'AUPRO':>6} {'FAR':>6} {'fit s':>6}  per-type AUROC")

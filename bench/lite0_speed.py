@@ -23,7 +23,7 @@ from kizu.benchmark import save_results  # noqa: E402
 
 from kizu import InspectionModel  # noqa: E402
 from kizu.cli.common import parse_options  # noqa: E402
-from kizu.detectors import DEFAULT_DETECTOR, DEFAULT_OPTIONS  # noqa: E402
+from kizu.detectors import default_options  # noqa: E402
 from kizu.synth.fine import make_fine  # noqa: E402
 
 
@@ -36,8 +36,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "lite0_speed.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    options = {**(DEFAULT_OPTIONS if args.detector == DEFAULT_DETECTOR else {"backbone": "lite0"}),
-               **parse_options(args.option)}
+    options = {**(default_options(args.detector) or {"backbone": "lite0"}), **parse_options(args.option)}
     d = make_fine(100, 20, 5, size=64, seed=0, mode="texture")
     t0 = time.perf_counter()
     model = InspectionModel.train(d.train, detector=args.detector, detector_options=dict(options), seed=0)

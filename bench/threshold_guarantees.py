@@ -26,7 +26,7 @@ from kizu.benchmark import save_results  # noqa: E402
 
 from kizu import InspectionModel, synth  # noqa: E402
 from kizu.calibration import Calibration  # noqa: E402
-from kizu.detectors import DEFAULT_DETECTOR, DEFAULT_OPTIONS  # noqa: E402
+from kizu.detectors import DEFAULT_DETECTOR, default_options  # noqa: E402
 from kizu.guarantees import conditional_threshold  # noqa: E402
 
 
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     ap.add_argument("--delta", type=float, default=0.1)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "threshold_guarantees.json")
     args = ap.parse_args(argv)
-    options = DEFAULT_OPTIONS if args.detector == DEFAULT_DETECTOR else {}
+    options = default_options(args.detector)
     result = {"detector": args.detector, "options": options, "alpha": args.alpha, "delta": args.delta, "tasks": {}}
     for jitter in args.jitter:
         t0 = time.perf_counter()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ..detectors import DEFAULT_DETECTOR, DEFAULT_OPTIONS, create
+from ..detectors import DEFAULT_DETECTOR, create, default_options
 from ..detectors.registry import options_of
 from ..errors import KizuError
 from ..images import list_images, read_image, training_image_paths
@@ -24,7 +24,7 @@ def train_model(data: Path, *, detector: str = DEFAULT_DETECTOR, preset: str | N
     """Everything ``kizu train`` does except saving (shared with ``kizu demo``)."""
     paths = training_image_paths(data)
     images = [read_image(p) for p in paths]
-    opts = {**(DEFAULT_OPTIONS if detector == DEFAULT_DETECTOR else {}), **parse_options(options or [])}
+    opts = {**default_options(detector), **parse_options(options or [])}
     accepted = options_of(detector)  # raises a clear error for an unknown detector
     for name, value in (("preset", preset), ("epochs", epochs), ("device", device)):
         if value is None or (name == "device" and value == "auto"):

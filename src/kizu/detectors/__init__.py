@@ -15,4 +15,11 @@ for _optional in ("mt", "patch_gaussian", "patch_knn"):
 DEFAULT_DETECTOR = "patch-knn"
 DEFAULT_OPTIONS: dict = {"backbone": "lite0", "feature_dim": None, "brightness": 2.0}
 
-__all__ = ["DEFAULT_DETECTOR", "DEFAULT_OPTIONS", "Detector", "available", "create", "detector_class", "register"]
+
+def default_options(detector: str) -> dict:
+    """The options kizu adds for ``detector`` when the user gives none: ``DEFAULT_OPTIONS`` for the
+    default detector, nothing for the others (a copy; user options go on top)."""
+    return dict(DEFAULT_OPTIONS) if detector == DEFAULT_DETECTOR else {}
+
+__all__ = ["DEFAULT_DETECTOR", "DEFAULT_OPTIONS", "Detector", "available", "create", "default_options", "detector_class",
+           "register"]
