@@ -63,6 +63,8 @@ def test_bad_option_value_fails_before_training_with_one_clear_line(shapes_dir, 
     res = run("train", shapes_dir, "--out", tmp_path / "m", "--brightness", "-1")
     assert res.exit_code == 2 and "brightness must be >= 0" in res.output
     assert "training" not in res.output and not (tmp_path / "m").exists()
+    res = run("train", shapes_dir, "--out", tmp_path / "m", "--feature_dim", "abc")
+    assert res.exit_code == 2 and "patch-knn" in res.output and "feature_dim='abc'" in res.output
 
 
 def test_default_detector_is_patch_knn_with_lite0(shapes_dir, tmp_path):

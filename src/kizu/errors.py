@@ -18,6 +18,10 @@ class InputError(KizuError):
         super().__init__(f"{path}: {problem}" if path is not None else problem)
 
 
+class OptionError(KizuError, ValueError):
+    """A detector option with a value of the wrong type or out of range (also a ValueError)."""
+
+
 class ModelFileError(KizuError):
     """A saved model that is missing, damaged or from an incompatible version."""
 

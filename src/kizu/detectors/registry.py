@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from ..errors import KizuError
+from ..errors import KizuError, OptionError
 from .base import Detector
 
 _REGISTRY: dict[str, type[Detector]] = {}
@@ -41,7 +41,11 @@ def create(name: str, **options: Any) -> Detector:
         raise KizuError(
             f"detector {name!r} has no option {', '.join(map(repr, unknown))}; its options: {', '.join(known)}"
         )
-    return cls(**options)
+    try:
+        return cls(**options)
+    except (TypeError, ValueError) as err:  # e.g. int("abc") deep in a constructor: say which detector
+        given = ", ".join(f"{k}={v!r}" for k, v in options.items())
+        raise OptionError(f"detector {name!r}: bad option value ({err}); given: {given}") from None
 
 
 def options_of(name: str) -> dict[str, Any]:
