@@ -49,8 +49,9 @@ class Verdict:
 
 
 def _default_score_rule(detector: Detector) -> ScoreRule:
-    """Seed-compatible mean for reconstruction error; max of the smoothed map for local detectors."""
-    reducer = getattr(detector, "default_reducer", None) or ("mean" if detector.name == "autoencoder" else "max")
+    """The detector's own default rule if it names one; else the seed-compatible mean for
+    reconstruction error and the max of the smoothed map for local detectors."""
+    reducer = detector.default_reducer or ("mean" if detector.name == "autoencoder" else "max")
     return ScoreRule(reducer=reducer, sigma=float(getattr(detector, "default_sigma", 1.0)))
 
 
@@ -135,7 +136,7 @@ class InspectionModel:
             det.select_variables(pre.fit_view(x[fit_idx]), pre.fit_view(x_bad), seed=seed)
         fit_seconds = time.perf_counter() - t0
         model = cls(det, pre, rule, Calibration([], alpha))
-        train_scores, train_peaks = model._scores_and_peaks(x[fit_idx])
+        train_scores, train_peaks = model._fit_score_rule(x[fit_idx])
         if calibration == "holdout":
             cal_scores, cal_peaks = model._scores_and_peaks(x[cal_idx]) if len(cal_idx) else (np.array([]), np.array([]))
         model.calibration = Calibration.fit(cal_scores, alpha, threshold_rule, train_scores, delta=delta)
@@ -168,8 +169,15 @@ class InspectionModel:
             else None
         return np.asarray(own if own is not None else self.score_rule(maps), dtype=np.float64)
 
-    def _scores_and_peaks(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        maps = self._detector_maps(x)
+    def _fit_score_rule(self, x_fit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Fit the score rule's scales (if it has any) on the maps of the images the detector was
+        fitted on; return their image scores and map peaks."""
+        maps = self._detector_maps(x_fit)
+        self.score_rule = self.score_rule.fit(maps)
+        return self._scores_and_peaks(x_fit, maps)
+
+    def _scores_and_peaks(self, x: np.ndarray, maps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        maps = self._detector_maps(x) if maps is None else maps
         peaks = smooth_maps(maps, self.score_rule.sigma).reshape(len(maps), -1).max(axis=1) if len(maps) else np.array([])
         return self._image_scores(x, maps), peaks
 
@@ -309,6 +317,8 @@ def _out_of_fold_scores(det: Detector, pre: Preprocessor, rule: ScoreRule, x: np
         fold_det = type(det).from_config(det.config())
         fold_det.fit(pre.fit_view(x[rest]), seed=seed + 1000 * (k + 1))
         fold_model = InspectionModel(fold_det, pre, rule, Calibration([], 0.05))
+        if rule.needs_fit:  # the fold's own training images set its scales, as for the final model
+            fold_model._fit_score_rule(x[rest])
         scores[held], peaks[held] = fold_model._scores_and_peaks(x[held])
     return scores, peaks
 

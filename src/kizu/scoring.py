@@ -3,16 +3,24 @@
 ``mean``  the seed's image MSE (mean of the squared-error map).
 ``max``   maximum of the Gaussian-smoothed map: finds small defects a mean dilutes.
 ``topk``  mean of the top ``k`` fraction of pixels of the smoothed map: a compromise.
+``max+mean``  ``max / scale[0] + mean / scale[1]``: the peak finds small defects, the mean finds
+          diffuse or whole-image changes (a wrong shape, a faint large stain) that no single
+          location shows. The scales are the medians of the two reductions over the model's own
+          training images (``ScoreRule.fit``), so each term is about 1 on good images whatever the
+          map's units. They come from the fitted images, never from calibration images, so the
+          conformal calibration stays exact.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-REDUCERS = ("mean", "max", "topk")
+REDUCERS = ("mean", "max", "topk", "max+mean")
+#: reducers whose scales are fitted on the training images
+FITTED_REDUCERS = ("max+mean",)
 
 
 def smooth_maps(maps: np.ndarray, sigma: float) -> np.ndarray:
@@ -23,11 +31,16 @@ def smooth_maps(maps: np.ndarray, sigma: float) -> np.ndarray:
     return gaussian_filter(maps, sigma=(0, sigma, sigma), mode="nearest").astype(np.float32)
 
 
-def reduce_maps(maps: np.ndarray, reducer: str = "mean", *, sigma: float = 0.0, topk: float = 0.01) -> np.ndarray:
-    """``(N, H, W)`` maps → ``(N,)`` float64 image scores."""
+def reduce_maps(maps: np.ndarray, reducer: str = "mean", *, sigma: float = 0.0, topk: float = 0.01,
+                scale: tuple[float, float] | None = None) -> np.ndarray:
+    """``(N, H, W)`` maps → ``(N,)`` float64 image scores (``scale`` only for ``max+mean``)."""
     maps = np.asarray(maps, dtype=np.float32)
     if maps.ndim != 3:
         raise ValueError(f"maps must be (N, H, W), got shape {maps.shape}")
+    if reducer == "max+mean":
+        if scale is None:
+            raise ValueError("reducer 'max+mean' needs its scales (ScoreRule.fit on training maps)")
+        return (reduce_maps(maps, "max", sigma=sigma) / scale[0] + reduce_maps(maps, "mean") / scale[1])
     if reducer == "mean":
         return maps.reshape(len(maps), -1).mean(axis=1, dtype=np.float64)
     flat = smooth_maps(maps, sigma).reshape(len(maps), -1)
@@ -48,13 +61,44 @@ class ScoreRule:
     reducer: str = "mean"
     sigma: float = 0.0  # smoothing (px) applied to maps before max/topk and for display
     topk: float = 0.01
+    scale: tuple[float, float] | None = None  # max+mean: medians of (max, mean) on training images
 
     def __post_init__(self):
         if self.reducer not in REDUCERS:
             raise ValueError(f"unknown reducer {self.reducer!r}; choose one of {REDUCERS}")
+        if self.scale is not None:
+            scale = tuple(float(v) for v in self.scale)
+            if len(scale) != 2 or not all(np.isfinite(v) and v > 0 for v in scale):
+                raise ValueError(f"scale must be two positive numbers, not {self.scale!r}")
+            object.__setattr__(self, "scale", scale)
+
+    @property
+    def needs_fit(self) -> bool:
+        return self.reducer in FITTED_REDUCERS
+
+    def fit(self, train_maps: np.ndarray) -> "ScoreRule":
+        """This rule with its scales set from ``(N, H, W)`` maps of the images the detector was fitted
+        on (the rule itself when it has none to fit)."""
+        if not self.needs_fit:
+            return self
+        scale = tuple(_positive_median(reduce_maps(train_maps, r, sigma=self.sigma)) for r in ("max", "mean"))
+        return replace(self, scale=scale)
 
     def __call__(self, maps: np.ndarray) -> np.ndarray:
-        return reduce_maps(maps, self.reducer, sigma=self.sigma, topk=self.topk)
+        return reduce_maps(maps, self.reducer, sigma=self.sigma, topk=self.topk, scale=self.scale)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out["scale"] = None if self.scale is None else list(self.scale)
+        return out
+
+
+def _positive_median(values: np.ndarray) -> float:
+    """Median of ``values``; if it is not positive (e.g. a memory holding every training patch maps
+    its own images to 0), the mean of the positive values, else 1."""
+    values = np.asarray(values, dtype=np.float64)
+    med = float(np.median(values)) if len(values) else 0.0
+    if med > 0 and np.isfinite(med):
+        return med
+    pos = values[np.isfinite(values) & (values > 0)]
+    return float(pos.mean()) if len(pos) else 1.0

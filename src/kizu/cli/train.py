@@ -86,7 +86,7 @@ def train(
     defective: Path = typer.Option(None, help="folder of known defective images: Taguchi SN-ratio variable "
                                              "selection (detector mt)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
-    score: str = typer.Option(None, help="image score from the map: mean | max | topk (default: the detector's)"),
+    score: str = typer.Option(None, help="image score from the map: mean | max | topk | max+mean (default: the detector's)"),
     sigma: float = typer.Option(None, help="Gaussian smoothing of maps in px before max/topk and for display"),
     resize: str = typer.Option(None, help="resize every image to PX or WxH (accepts any input size)"),
     option: list[str] = typer.Option(None, "--option", "-O", help="detector option KEY=VALUE (repeatable)"),

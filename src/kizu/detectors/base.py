@@ -26,6 +26,9 @@ class Detector(ABC):
     name: ClassVar[str]
     #: True when ``image_scores`` is the detector's own exact score (not derived from the map)
     has_own_image_score: ClassVar[bool] = False
+    #: the image-score rule a model uses by default (:mod:`kizu.scoring`); None = the model's choice
+    #: (mean for the autoencoder, as in the seed; max of the smoothed map otherwise)
+    default_reducer: ClassVar[str | None] = None
 
     def __init__(self, **params: Any):
         self.params = params
