@@ -83,3 +83,20 @@ def test_model_with_max_plus_mean_calibrates_saves_and_loads(tmp_path):
     again = InspectionModel.train(d.train, detector="patch-knn", detector_options=opts, reducer="max+mean", seed=0,
                                   folds=3).inspect(d.test)
     assert [v.score for v in a] == [v.score for v in again]
+
+
+def test_scales_come_from_evenly_spaced_fitted_images():
+    from kizu.model import SCORE_SCALE_IMAGES, scale_subset, split_calibration
+
+    assert list(scale_subset(5)) == [0, 1, 2, 3, 4]
+    idx = scale_subset(100)
+    assert len(idx) == SCORE_SCALE_IMAGES and idx[0] == 0 and idx[-1] == 99
+    d = synth.make_shapes(50, 2, 2, seed=1)
+    m = InspectionModel.train(d.train, detector="patch-knn", detector_options={"backbone": "pixels"}, seed=0,
+                              calibration="holdout", calibration_fraction=0.2)
+    fit_idx, _ = split_calibration(50, 0.2, seed=0)
+    fit_images = d.train[:, None][fit_idx]  # 40 fitted images, of which 32 set the scales
+    expected = ScoreRule("max+mean", sigma=m.score_rule.sigma).fit(m.detector.anomaly_maps(fit_images[scale_subset(40)]))
+    all_fitted = ScoreRule("max+mean", sigma=m.score_rule.sigma).fit(m.detector.anomaly_maps(fit_images))
+    assert m.score_rule.scale == pytest.approx(expected.scale)
+    assert m.score_rule.scale != pytest.approx(all_fitted.scale, rel=1e-9)

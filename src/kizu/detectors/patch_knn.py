@@ -43,7 +43,7 @@ maximum of the smoothed map over its median on the training images, plus the map
 median. The peak finds small defects; the mean finds changes no single location shows (the seed's
 rectangle-for-ellipse, a large faint stain). Measured with the default options, 3 seeds, kizu's whole
 pipeline (``bench/detectors.py``): the seed's shapes, both jitters, 0.9952-0.9993 → 0.9986-1.0000
-(false alarms 0-6 % → 2.6-6 %); photo brick +0.007, stochastic texture +0.01, weave +0.002, fine parts
+(false alarms at alpha = 0.05: 0-6 % → 1-6 %); photo brick +0.007, stochastic texture +0.01, weave +0.002, fine parts
 unchanged (±0.001).
 It is worse (0.80 → 0.75) when one model learns two different surfaces at once (``synth fine``'s
 mixed textured mode): the mean then also says which surface an image shows. Use ``--score max``
