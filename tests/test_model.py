@@ -61,6 +61,7 @@ def test_same_seed_same_model():
     (lambda p: _edit(p, lambda j: j.update(format_version=99)), "format version 99"),
     (lambda p: _edit(p, lambda j: j["detector"].update(name="nope")), "unknown detector"),
     (lambda p: _edit(p, lambda j: j.pop("calibration")), "incomplete"),
+    (lambda p: _edit(p, lambda j: j["scoring"].update(scale=[1.0, -2.0])), "scale must be two positive numbers"),
 ])
 def test_damaged_models_say_what_is_wrong(model_and_data, tmp_path, damage, message):
     m, _ = model_and_data
