@@ -20,9 +20,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..features import LocalFeatures, as_image_batch, upsample_maps
-from ..scoring import smooth_maps
-from .base import Detector, ProgressFn
+from ..features import LocalFeatures, as_image_batch
+from .base import ProgressFn
+from .patch_base import GridMapDetector
 from .registry import register
 
 
@@ -89,7 +89,7 @@ def fit_position_gaussians(
 
 
 @register
-class PatchGaussianDetector(Detector):
+class PatchGaussianDetector(GridMapDetector):
     """A Gaussian per grid position over local features; map = Mahalanobis distance."""
 
     name = "patch-gaussian"
@@ -180,11 +180,6 @@ class PatchGaussianDetector(Detector):
                 q = torch.einsum("nhwd,hwde,nhwe->nhw", f, prec, f)
                 out[i : i + len(f)] = q.clamp_min(0.0).sqrt().numpy()
         return out
-
-    def anomaly_maps(self, images) -> np.ndarray:
-        x = as_image_batch(images)
-        maps = upsample_maps(self.grid_maps(x), x.shape[-2:])
-        return smooth_maps(maps, self.params["sigma"])
 
     def state_dict(self) -> dict[str, np.ndarray]:
         if self._mean is None:

@@ -66,9 +66,9 @@ from typing import Any
 import numpy as np
 
 from ..coreset import MATMUL_DTYPES, NNIndex, kcenter_greedy
-from ..features import LocalFeatures, as_image_batch, upsample_maps
-from ..scoring import smooth_maps
-from .base import Detector, ProgressFn
+from ..features import LocalFeatures, as_image_batch
+from .base import ProgressFn
+from .patch_base import GridMapDetector
 from .registry import register
 
 #: values of options added later, for configurations saved before they existed (same behaviour)
@@ -87,7 +87,7 @@ def edge_classes(n: int, cells: int) -> np.ndarray:
 
 
 @register
-class PatchKNNDetector(Detector):
+class PatchKNNDetector(GridMapDetector):
     """Nearest-neighbour distance to a coreset memory of good local features."""
 
     name = "patch-knn"
@@ -258,11 +258,6 @@ class PatchKNNDetector(Detector):
             c = (len(self._edge) - 1) // 2
             maps = maps / self._edge[edge_classes(h, c)[:, None], edge_classes(w, c)[None, :]]
         return maps.astype(np.float32)
-
-    def anomaly_maps(self, images) -> np.ndarray:
-        x = as_image_batch(images)
-        maps = upsample_maps(self.grid_maps(x), x.shape[-2:])
-        return smooth_maps(maps, self.params["sigma"])
 
     def state_dict(self) -> dict[str, np.ndarray]:
         if self._memory is None:
