@@ -33,7 +33,7 @@ TASKS = {
     "fine-texture": lambda s: make_fine(100, 100, 25, size=64, seed=s, mode="texture"),
     **{f"fine-texture-{k}": (lambda s, k=k: make_fine(100, 100, 25, size=64, seed=s, mode="texture", texture=k))
        for k in ("regular", "stochastic")},
-    **{f"photo-{p}": (lambda s, p=p: make_photo_textures(p, 100, 100, 25, seed=s)) for p in PHOTOS},
+    **{f"photo-{p}": (lambda s, p=p: make_photo_textures(p, 100, 50, 25, seed=s)) for p in PHOTOS},
 }
 
 

@@ -72,7 +72,7 @@ def _tasks():
         "texture-regular": lambda s: make_fine(100, 100, 25, size=64, seed=s, mode="texture", texture="regular"),
         "texture-stochastic": lambda s: make_fine(100, 100, 25, size=64, seed=s, mode="texture",
                                                   texture="stochastic"),
-        **{f"photo-{p}": (lambda s, p=p: make_photo_textures(p, 100, 100, 25, seed=s)) for p in PHOTOS},
+        **{f"photo-{p}": (lambda s, p=p: make_photo_textures(p, 100, 50, 25, seed=s)) for p in PHOTOS},
     }
 
 

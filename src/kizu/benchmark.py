@@ -49,7 +49,7 @@ def default_tasks(sizes=(100, 1000), fine: bool = True) -> list[Task]:
         from .synth.photo import PHOTOS, make_photo_textures
 
         for photo in PHOTOS:
-            tasks.append(Task(f"photo-{photo}-n100", lambda s, p=photo: make_photo_textures(p, 100, 100, 25, seed=s)))
+            tasks.append(Task(f"photo-{photo}-n100", lambda s, p=photo: make_photo_textures(p, 100, 50, 25, seed=s)))
     return tasks
 
 

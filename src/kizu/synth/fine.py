@@ -455,6 +455,20 @@ def _texture_image(rng: np.random.Generator, size: int, seed: int, kind: str, de
 
 
 def _patch(rng, size, s, seed, kind, base, region, compose):
+    alpha, mask = _patch_ellipse(rng, size, s, region)
+    shift = rng.choice([-1.0, 1.0]) * rng.uniform(0.06, 0.12)
+    if kind == "regular":  # a mis-woven spot: other period and angle
+        period = 12.0 * s * rng.uniform(0.55, 0.75)
+        foreign = 0.22 + 0.5 * _weave(size, period, rng.uniform(0.3, 0.8), (rng.uniform(0, 2), rng.uniform(0, 2)))
+    else:  # other grain: coarse and smooth, or very fine
+        sig = rng.choice([4.0 * s, 0.5])
+        foreign = 0.52 + 0.09 * _unit_noise(rng, (size, size), sig)
+    field = (1.0 - alpha) * base + alpha * (foreign + shift)
+    return compose(field), mask
+
+
+def _patch_ellipse(rng, size, s, region) -> tuple[np.ndarray, np.ndarray]:
+    """A random ellipse (semi-axes 3-7 px × size/64) inside ``region``: anti-aliased cover, mask."""
     yy, xx = _grid(size)
     ra = rng.uniform(3.0, 7.0) * s
     rb = ra * rng.uniform(0.6, 1.0)
@@ -467,14 +481,4 @@ def _patch(rng, size, s, seed, kind, base, region, compose):
     q = np.hypot(u / ra, v / rb)
     grad = np.hypot(u / ra**2, v / rb**2) / np.maximum(q, 1e-9)
     sdf = (q - 1.0) / np.maximum(grad, 1e-9)  # first-order distance to the ellipse, in px
-    alpha = _cover(sdf)
-    mask = sdf <= 0
-    shift = rng.choice([-1.0, 1.0]) * rng.uniform(0.06, 0.12)
-    if kind == "regular":  # a mis-woven spot: other period and angle
-        period = 12.0 * s * rng.uniform(0.55, 0.75)
-        foreign = 0.22 + 0.5 * _weave(size, period, rng.uniform(0.3, 0.8), (rng.uniform(0, 2), rng.uniform(0, 2)))
-    else:  # other grain: coarse and smooth, or very fine
-        sig = rng.choice([4.0 * s, 0.5])
-        foreign = 0.52 + 0.09 * _unit_noise(rng, (size, size), sig)
-    field = (1.0 - alpha) * base + alpha * (foreign + shift)
-    return compose(field), mask
+    return _cover(sdf), sdf <= 0
