@@ -33,7 +33,7 @@ FORMAT_VERSION = 1
 #: ``calibration="auto"`` uses cross-conformal calibration up to this many good images
 CROSS_UP_TO = 300
 #: a fitted score rule (``max+mean``) takes its scales from at most this many fitted images: a
-#: median of 32 is stable, and it keeps the cross-calibration folds cheap on large images
+#: mean of 32 is stable, and it keeps the cross-calibration folds cheap on large images
 SCORE_SCALE_IMAGES = 32
 MODEL_JSON, WEIGHTS = "model.json", "weights.safetensors"
 
@@ -59,9 +59,12 @@ def _default_score_rule(detector: Detector) -> ScoreRule:
 
 
 def scale_subset(n: int) -> np.ndarray:
-    """Indices of the (at most ``SCORE_SCALE_IMAGES``, evenly spaced) fitted images whose maps set a
-    score rule's scales."""
-    return np.unique(np.linspace(0, n - 1, min(n, SCORE_SCALE_IMAGES)).round().astype(np.int64))
+    """Sorted indices of the (at most ``SCORE_SCALE_IMAGES``) fitted images whose maps set a score
+    rule's scales: a fixed pseudo-random draw, not every k-th image, which could fall in step with
+    a periodic order of the files (say, two cameras taking turns)."""
+    if n <= SCORE_SCALE_IMAGES:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(n).choice(n, SCORE_SCALE_IMAGES, replace=False))
 
 
 def split_calibration(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -146,7 +149,7 @@ class InspectionModel:
         fit_seconds = time.perf_counter() - t0
         model = cls(det, pre, rule, Calibration([], alpha))
         train_maps = model._detector_maps(x[fit_idx])
-        model._fit_score_rule(x[fit_idx], train_maps)
+        model._fit_score_rule(x[fit_idx])
         train_scores, train_peaks = model._scores_and_peaks(x[fit_idx], train_maps)
         if calibration == "holdout":
             cal_scores, cal_peaks = model._scores_and_peaks(x[cal_idx]) if len(cal_idx) else (np.array([]), np.array([]))
@@ -180,14 +183,20 @@ class InspectionModel:
             else None
         return np.asarray(own if own is not None else self.score_rule(maps), dtype=np.float64)
 
-    def _fit_score_rule(self, x_fit: np.ndarray, maps: np.ndarray | None = None) -> None:
-        """Set the score rule's scales (if it has any) from the maps of at most
-        ``SCORE_SCALE_IMAGES`` evenly spaced images of those the detector was fitted on (``maps``:
-        the maps of all of ``x_fit``, if already computed)."""
+    def _fit_score_rule(self, x_fit: np.ndarray) -> None:
+        """Set the score rule's scales (if it has any) from at most ``SCORE_SCALE_IMAGES`` evenly
+        spaced images of ``x_fit``, those the detector was just fitted on, mapped as the detector
+        would map unseen good images (``Detector.training_maps``): in-sample maps are lower, and by
+        how much depends on how many images were fitted, so a cross-calibration fold (fewer images)
+        would otherwise get other scales than the final model and a threshold that does not fit it."""
         if not self.score_rule.needs_fit or len(x_fit) == 0:
             return
         idx = scale_subset(len(x_fit))
-        self.score_rule = self.score_rule.fit(maps[idx] if maps is not None else self._detector_maps(x_fit[idx]))
+        if self.preprocessor.tile is None:
+            maps = self.detector.training_maps(x_fit[idx], idx)
+        else:  # the detector was fitted on tiles, not on these images: in-sample maps
+            maps = self._detector_maps(x_fit[idx])
+        self.score_rule = self.score_rule.fit(maps)
 
     def _scores_and_peaks(self, x: np.ndarray, maps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         maps = self._detector_maps(x) if maps is None else maps

@@ -5,10 +5,12 @@
 ``topk``  mean of the top ``k`` fraction of pixels of the smoothed map: a compromise.
 ``max+mean``  ``max / scale[0] + mean / scale[1]``: the peak finds small defects, the mean finds
           diffuse or whole-image changes (a wrong shape, a faint large stain) that no single
-          location shows. The scales are the medians of the two reductions over the model's own
-          training images (``ScoreRule.fit``), so each term is about 1 on good images whatever the
-          map's units. They come from the fitted images, never from calibration images, so the
-          conformal calibration stays exact.
+          location shows. The scales are the means of the two reductions over the model's own
+          training images, mapped as unseen ones (``ScoreRule.fit``; ``Detector.training_maps``),
+          so each term is about 1 on good images whatever the map's units. Means, not medians: on a
+          training set of two kinds of surface a median jumps between the kinds with the sample's
+          mix, and cross-calibration folds got scales 20 % apart. The scales come from the fitted
+          images, never from hold-out calibration images, so that calibration stays exact.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ class ScoreRule:
     reducer: str = "mean"
     sigma: float = 0.0  # smoothing (px) applied to maps before max/topk and for display
     topk: float = 0.01
-    scale: tuple[float, float] | None = None  # max+mean: medians of (max, mean) on training images
+    scale: tuple[float, float] | None = None  # max+mean: means of (max, mean) on training images
 
     def __post_init__(self):
         if self.reducer not in REDUCERS:
@@ -81,7 +83,7 @@ class ScoreRule:
         on (the rule itself when it has none to fit)."""
         if not self.needs_fit:
             return self
-        scale = tuple(_positive_median(reduce_maps(train_maps, r, sigma=self.sigma)) for r in ("max", "mean"))
+        scale = tuple(_positive_mean(reduce_maps(train_maps, r, sigma=self.sigma)) for r in ("max", "mean"))
         return replace(self, scale=scale)
 
     def __call__(self, maps: np.ndarray) -> np.ndarray:
@@ -93,12 +95,10 @@ class ScoreRule:
         return out
 
 
-def _positive_median(values: np.ndarray) -> float:
-    """Median of ``values``; if it is not positive (e.g. a memory holding every training patch maps
-    its own images to 0), the mean of the positive values, else 1."""
+def _positive_mean(values: np.ndarray) -> float:
+    """Mean of the finite ``values``; 1 if it is not positive (e.g. a memory holding every training
+    patch maps its own images to 0)."""
     values = np.asarray(values, dtype=np.float64)
-    med = float(np.median(values)) if len(values) else 0.0
-    if med > 0 and np.isfinite(med):
-        return med
-    pos = values[np.isfinite(values) & (values > 0)]
-    return float(pos.mean()) if len(pos) else 1.0
+    values = values[np.isfinite(values)]
+    mean = float(values.mean()) if len(values) else 0.0
+    return mean if mean > 0 else 1.0

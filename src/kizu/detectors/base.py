@@ -44,6 +44,13 @@ class Detector(ABC):
     def anomaly_maps(self, images: np.ndarray) -> np.ndarray:
         """``(N, C, H, W)`` → ``(N, H, W)`` float32 per-pixel anomaly, at the input's H and W."""
 
+    def training_maps(self, images: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        """Maps of images the detector was just fitted on (``indices``: their positions among the
+        fitted images), as close as the detector can make them to the maps of *unseen* good images
+        (e.g. leaving each image's own memory out). Used to set image-score scales that fit new
+        images. Default: ``anomaly_maps`` (in-sample)."""
+        return self.anomaly_maps(images)
+
     def image_scores(self, images: np.ndarray) -> np.ndarray | None:
         """The detector's own ``(N,)`` image score, or None to derive it from the map."""
         return None

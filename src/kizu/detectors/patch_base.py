@@ -21,5 +21,8 @@ class GridMapDetector(Detector):
 
     def anomaly_maps(self, images) -> np.ndarray:
         x = as_image_batch(images)
-        maps = upsample_maps(self.grid_maps(x), x.shape[-2:])
-        return smooth_maps(maps, self.params["sigma"])
+        return self._input_maps(self.grid_maps(x), x.shape[-2:])
+
+    def _input_maps(self, grid_maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """``(N, h, w)`` grid maps → ``(N, H, W)`` at the input size, smoothed with ``sigma`` px."""
+        return smooth_maps(upsample_maps(grid_maps, size), self.params["sigma"])

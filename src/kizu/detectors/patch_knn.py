@@ -39,15 +39,17 @@ the surface. kizu's default detector uses ``brightness=2`` with all 64 feature d
 (``feature_dim=None``); the class defaults stay as they were for saved configurations.
 
 Image score (the model's default rule for this detector, ``max+mean`` in :mod:`kizu.scoring`): the
-maximum of the smoothed map over its median on the training images, plus the map's mean over its
-median. The peak finds small defects; the mean finds changes no single location shows (the seed's
-rectangle-for-ellipse, a large faint stain). Measured with the default options, 3 seeds, kizu's whole
-pipeline (``bench/detectors.py``): the seed's shapes, both jitters, 0.9952-0.9993 → 0.9986-1.0000
-(false alarms at alpha = 0.05: 0-6 % → 1-6 %); photo brick +0.007, stochastic texture +0.01, weave +0.002, fine parts
-unchanged (±0.001).
-It is worse (0.80 → 0.75) when one model learns two different surfaces at once (``synth fine``'s
-mixed textured mode): the mean then also says which surface an image shows. Use ``--score max``
-there.
+maximum of the smoothed map over its mean on training images, plus the map's mean over its mean.
+The training images are mapped by ``training_maps``: each searched without its own memory rows,
+as a new good image would be (in-sample maps are lower, and by how much depends on how many images
+were fitted, so cross-calibration folds and the final model would disagree). The peak finds
+small defects; the mean finds changes no single location shows (the seed's rectangle-for-ellipse,
+a large faint stain). Measured with the default options, 3 seeds, kizu's whole pipeline
+(``bench/detectors.py``, ``bench/fine_defects.py``), against ``max``: the seed's shapes, both
+jitters, 0.9952-0.9993 → 0.9986-1.0000; photo brick tiles +0.02, stochastic texture +0.01, weave
++0.002, fine parts unchanged (±0.001). It is worse (0.80 → 0.76) when one model learns two
+different surfaces at once (``synth fine``'s mixed textured mode): the mean then also says which
+surface an image shows. Use ``--score max`` there.
 
 Why these defaults (EfficientNet-Lite0, 64 px grey images, 100 good ones, 2 CPU threads): the
 network at 128 px instead of 224 and a 32×32 instead of a 56×56 grid was no worse on fine
@@ -158,6 +160,8 @@ class PatchKNNDetector(GridMapDetector):
         self._memory: np.ndarray | None = None
         self._edge: np.ndarray | None = None
         self._index: NNIndex | None = None
+        #: which fitted image each memory row came from (set by ``fit``, not saved)
+        self._memory_owner: np.ndarray | None = None
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "PatchKNNDetector":
@@ -193,9 +197,10 @@ class PatchKNNDetector(GridMapDetector):
         idx = kcenter_greedy(vecs, n, seed=seed, proj_dim=p["proj_dim"], candidates=p["max_candidates"])
         self._memory = np.ascontiguousarray(vecs[idx], dtype=np.float32)
         self._index = NNIndex(self._memory, p["matmul_dtype"])
+        self._memory_owner = idx // (h * w)
         self._edge = None
         if p["edge_cells"]:
-            self._edge = self._edge_profile(vecs, idx // (h * w), n_img, h, w, seed)
+            self._edge = self._edge_profile(vecs, self._memory_owner, n_img, h, w, seed)
         self.history = {"memory_size": [float(len(self._memory))], "patches": [float(len(vecs))]}
         if progress:
             progress(3, 3, {"memory": float(len(self._memory))})
@@ -243,8 +248,10 @@ class PatchKNNDetector(GridMapDetector):
         table = np.where(seen, mean / ref, 1.0).reshape(nc, nc)
         return np.maximum(table, 1e-6).astype(np.float32)
 
-    def grid_maps(self, images) -> np.ndarray:
-        """``(N, h, w)`` k-NN distances on the feature grid (before resizing), edge-corrected."""
+    def grid_maps(self, images, leave_out: np.ndarray | None = None) -> np.ndarray:
+        """``(N, h, w)`` k-NN distances on the feature grid (before resizing), edge-corrected.
+        ``leave_out``: for images the detector was fitted on, their positions among the fitted
+        images; each is then searched without its own memory rows (as an unseen image would be)."""
         if self._memory is None:
             raise RuntimeError("patch-knn detector is not fitted")
         feats, _ = self.features(as_image_batch(images))
@@ -252,12 +259,32 @@ class PatchKNNDetector(GridMapDetector):
         vecs = feats.transpose(0, 2, 3, 1).reshape(-1, d)
         if self._index is None:
             self._index = NNIndex(self._memory, self.params["matmul_dtype"])
-        dist = self._index.search(vecs, self.params["k"], exact=False)
+        k = self.params["k"]
+        if leave_out is None:
+            dist = self._index.search(vecs, k, exact=False)
+        else:  # excluding rows needs the float32 path, whatever matmul_dtype
+            index = self._index if not self._index.low else NNIndex(self._memory)
+            dist = np.concatenate([
+                index.search(vecs[i * h * w:(i + 1) * h * w], k, exact=False,
+                             exclude=self._leave_out_rows(int(j), k))
+                for i, j in enumerate(np.asarray(leave_out).reshape(-1))])
         maps = dist.mean(axis=1).reshape(n, h, w)
         if self._edge is not None:
             c = (len(self._edge) - 1) // 2
             maps = maps / self._edge[edge_classes(h, c)[:, None], edge_classes(w, c)[None, :]]
         return maps.astype(np.float32)
+
+    def _leave_out_rows(self, image: int, k: int) -> np.ndarray | None:
+        own = self._memory_owner == image
+        return own if len(own) - int(own.sum()) >= k else None
+
+    def training_maps(self, images, indices) -> np.ndarray:
+        """Maps of fitted images, each searched without its own memory rows (a new image's view);
+        in-sample after loading, when the rows' images are no longer known."""
+        x = as_image_batch(images)
+        if self._memory_owner is None:
+            return self.anomaly_maps(x)
+        return self._input_maps(self.grid_maps(x, leave_out=indices), x.shape[-2:])
 
     def state_dict(self) -> dict[str, np.ndarray]:
         if self._memory is None:
@@ -272,5 +299,6 @@ class PatchKNNDetector(GridMapDetector):
         self.features = self._make_features()
         self.features.load_state_dict({k[9:]: v for k, v in state.items() if k.startswith("features.")})
         self._memory = np.ascontiguousarray(state["memory"], dtype=np.float32)
+        self._memory_owner = None
         self._index = None
         self._edge = np.ascontiguousarray(state["edge_profile"], dtype=np.float32) if "edge_profile" in state else None
