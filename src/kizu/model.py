@@ -184,8 +184,8 @@ class InspectionModel:
         return np.asarray(own if own is not None else self.score_rule(maps), dtype=np.float64)
 
     def _fit_score_rule(self, x_fit: np.ndarray) -> None:
-        """Set the score rule's scales (if it has any) from at most ``SCORE_SCALE_IMAGES`` evenly
-        spaced images of ``x_fit``, those the detector was just fitted on, mapped as the detector
+        """Set the score rule's scales (if it has any) from at most ``SCORE_SCALE_IMAGES`` images of
+        ``x_fit`` (``scale_subset``), those the detector was just fitted on, mapped as the detector
         would map unseen good images (``Detector.training_maps``): in-sample maps are lower, and by
         how much depends on how many images were fitted, so a cross-calibration fold (fewer images)
         would otherwise get other scales than the final model and a threshold that does not fit it."""
