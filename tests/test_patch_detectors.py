@@ -196,7 +196,7 @@ def test_patch_knn_configs_saved_before_new_options_keep_their_behaviour():
     cfg = det.config()
     assert cfg["max_upscale"] == 4.0 and cfg["edge_cells"] == 0 and cfg["pad"] == 0
     assert cfg["max_candidates"] is None and cfg["feature_dim"] is None and cfg["max_memory"] == 10000
-    assert cfg["whiten"] is False and cfg["brightness"] == 0.0
+    assert cfg["whiten"] is False and cfg["brightness"] == 0.0 and cfg["brightness_surround"] == 0
     assert PatchKNNDetector.from_config(PatchKNNDetector().config()).config() == PatchKNNDetector().config()
     with pytest.raises(ValueError):
         PatchKNNDetector(edge_cells=-1)
@@ -427,6 +427,29 @@ def test_brightness_channels_are_scaled_gain_free_and_local():
     assert np.array_equal(clone(stained)[0], g)
     with pytest.raises(ValueError):
         LocalFeatures(brightness=-1)
+
+
+def test_brightness_surround_cancels_an_illumination_ramp_but_not_a_stain():
+    from kizu.features import _relative_brightness
+
+    yy, xx = np.mgrid[0:32, 0:32].astype(np.float32)
+    ramp = torch.from_numpy(0.4 + 0.01 * xx + 0.005 * yy)[None, None]  # light falling across the image
+    stained = ramp.clone()
+    stained[..., 12:20, 12:20] *= 0.8
+    global_ref = _relative_brightness(ramp, (32, 32))
+    local_ref = _relative_brightness(ramp, (32, 32), surround=15)
+    inner = (slice(None), slice(None), slice(8, 24), slice(8, 24))  # the windows lie inside the image
+    assert global_ref[inner].abs().max() > 0.15  # against the image's mean, the ramp itself shows
+    assert local_ref[inner].abs().max() < 0.02  # against the surround, a linear ramp cancels
+    assert _relative_brightness(stained, (32, 32), surround=15)[0, 0, 16, 16] < -0.1  # the stain does not
+    lf = LocalFeatures(backbone="pixels", brightness=2.0, brightness_surround=15)
+    f, _ = lf.fit_transform(np.repeat(ramp.numpy(), 4, axis=0))
+    clone = LocalFeatures(**lf.config())
+    clone.load_state_dict(lf.state_dict())
+    assert np.array_equal(clone(stained.numpy())[0], lf(stained.numpy())[0])
+    for bad in (-1, 2, 1):
+        with pytest.raises(ValueError, match="brightness_surround"):
+            LocalFeatures(brightness=2.0, brightness_surround=bad)
 
 
 @needs_lite

@@ -91,13 +91,17 @@ def _work_grid(h: int, w: int, max_grid: int) -> tuple[int, int]:
     return math.ceil(h / s), math.ceil(w / s)
 
 
-def _relative_brightness(t: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+def _relative_brightness(t: torch.Tensor, grid: tuple[int, int], surround: int = 0) -> torch.Tensor:
     """``(n, C, H, W)`` → ``(n, len(BRIGHTNESS_WINDOWS), *grid)``: the local mean brightness around
-    each cell (windows of ``BRIGHTNESS_WINDOWS`` cells) relative to the image's mean, minus 1."""
+    each cell (windows of ``BRIGHTNESS_WINDOWS`` cells) relative to the image's mean, or with
+    ``surround`` (odd, cells) to the mean of that larger window around the cell, minus 1."""
     grey = _pool_to(t.mean(dim=1, keepdim=True), grid)
-    ref = t.mean(dim=(1, 2, 3)).clamp_min(1e-3)[:, None, None, None]
-    out = [F.avg_pool2d(grey, w, stride=1, padding=w // 2, count_include_pad=False) for w in BRIGHTNESS_WINDOWS]
-    return torch.cat(out, dim=1) / ref - 1.0
+
+    def local_mean(w: int) -> torch.Tensor:
+        return F.avg_pool2d(grey, w, stride=1, padding=w // 2, count_include_pad=False)
+
+    ref = local_mean(surround) if surround else t.mean(dim=(1, 2, 3))[:, None, None, None]
+    return torch.cat([local_mean(w) for w in BRIGHTNESS_WINDOWS], dim=1) / ref.clamp_min(1e-3) - 1.0
 
 
 def _pool_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -124,6 +128,7 @@ class LocalFeatures:
         pad: int = 0,
         whiten: bool = False,
         brightness: float = 0.0,
+        brightness_surround: int = 0,
     ):
         if backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, not {backbone!r}")
@@ -154,6 +159,10 @@ class LocalFeatures:
         if brightness < 0:
             raise ValueError(f"brightness must be >= 0, not {brightness}")
         self.brightness = float(brightness)
+        if brightness_surround != 0 and (brightness_surround < 3 or brightness_surround % 2 == 0):
+            raise ValueError(f"brightness_surround must be 0 (the image's mean) or an odd number of cells >= 3, "
+                             f"not {brightness_surround}")
+        self.brightness_surround = int(brightness_surround)
         self._net: torch.nn.Module | None = None
         self._net_seed = 0
         self._net_pretrained = False
@@ -178,6 +187,7 @@ class LocalFeatures:
             "pad": self.pad,
             "whiten": self.whiten,
             "brightness": self.brightness,
+            "brightness_surround": self.brightness_surround,
         }
 
     @property
@@ -384,7 +394,7 @@ class LocalFeatures:
             f = self._pixels(t, grid) if self.backbone == "pixels" else self._network(t, grid)
             if self.brightness:
                 scale = torch.from_numpy(self._brightness_scale)[None, :, None, None]
-                f = torch.cat([f, scale * _relative_brightness(t, grid)], dim=1)
+                f = torch.cat([f, scale * _relative_brightness(t, grid, self.brightness_surround)], dim=1)
             yield i, f
 
     @torch.no_grad()

@@ -27,7 +27,9 @@ training vectors, at most ``max_memory``; the greedy coreset chooses among at mo
 ``sigma`` (Gaussian smoothing of the output map, input px; 0 = none); ``edge_cells`` (0 = no
 edge correction); ``whiten`` (unit-variance principal components); ``brightness`` (weight of two
 relative-brightness channels — local mean over 3 and 7 cells ÷ the image's mean, minus 1 — scaled
-at fit time to ``brightness`` × the RMS spread of the other channels; 0 = none).
+at fit time to ``brightness`` × the RMS spread of the other channels; 0 = none);
+``brightness_surround`` (odd, cells; 0 = off): relative to the mean of that larger window around
+the cell instead of the image's mean, so illumination gradients and broad blotches cancel.
 
 Why brightness channels: network features describe structure and hardly change when a patch of a
 textured surface gets 10–25 % darker, so faint stains on textures scored near chance. With the
@@ -74,7 +76,8 @@ from .patch_base import GridMapDetector
 from .registry import register
 
 #: values of options added later, for configurations saved before they existed (same behaviour)
-_LEGACY = {"max_candidates": None, "max_upscale": 4.0, "pad": 0, "edge_cells": 0, "whiten": False, "brightness": 0.0}
+_LEGACY = {"max_candidates": None, "max_upscale": 4.0, "pad": 0, "edge_cells": 0, "whiten": False, "brightness": 0.0,
+           "brightness_surround": 0}
 # (``feature_dim`` and ``max_memory`` are always in a saved configuration)
 #: interior cells sampled (at most) for the edge profile; border cells are all used
 EDGE_INTERIOR_SAMPLES = 20_000
@@ -118,6 +121,7 @@ class PatchKNNDetector(GridMapDetector):
         edge_cells: int = 3,
         whiten: bool = False,
         brightness: float = 0.0,
+        brightness_surround: int = 0,
         matmul_dtype: str = "float32",
     ):
         if k < 1:
@@ -154,6 +158,7 @@ class PatchKNNDetector(GridMapDetector):
             edge_cells=int(edge_cells),
             whiten=bool(whiten),
             brightness=float(brightness),
+            brightness_surround=int(brightness_surround),
             matmul_dtype=matmul_dtype,
         )
         self.features = self._make_features()
@@ -174,7 +179,7 @@ class PatchKNNDetector(GridMapDetector):
             backbone=p["backbone"], stages=p["stages"], patch=p["patch"], max_grid=p["max_grid"],
             center=p["center"], dim=p["feature_dim"], input_size=p["input_size"],
             max_upscale=p["max_upscale"], pad=p["pad"], whiten=p["whiten"],
-            brightness=p["brightness"],
+            brightness=p["brightness"], brightness_surround=p["brightness_surround"],
         )
 
     def fit(self, images, *, seed: int | None = None, progress: ProgressFn | None = None) -> "PatchKNNDetector":
