@@ -77,6 +77,7 @@ def test_default_detector_is_patch_knn_with_lite0(shapes_dir, tmp_path):
     assert cfg["config"]["backbone"] == DEFAULT_OPTIONS["backbone"] == "lite0"
     assert cfg["config"]["brightness"] == DEFAULT_OPTIONS["brightness"] == 2.0
     assert cfg["config"]["feature_dim"] is DEFAULT_OPTIONS["feature_dim"] is None
+    assert cfg["config"]["brightness_surround"] == DEFAULT_OPTIONS["brightness_surround"] == 15
 
 
 def test_detector_option_values_parse_as_json_and_none_means_null():

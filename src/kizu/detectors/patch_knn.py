@@ -37,8 +37,10 @@ channels the nearest neighbour must match both the structure and its expected br
 ``synth fine``'s regular weave image AUROC went from 0.875 to 0.952 (stains 0.55 → 0.85), photo
 brick 0.875 → 0.890, fine parts 0.992 → 0.995 (3 seeds, ``bench/patch_knn_sweep.py``). Dividing by
 the image's mean makes a global gain change invisible; the scale makes the weight independent of
-the surface. kizu's default detector uses ``brightness=2`` with all 64 feature dimensions
-(``feature_dim=None``); the class defaults stay as they were for saved configurations.
+the surface. kizu's default detector uses ``brightness=2`` against a 15-cell surround
+(``brightness_surround=15``: lighting gradients cancel; weave 0.952 → 0.975, mixed textures +0.03,
+fine parts -0.001 on average) with all 64 feature dimensions (``feature_dim=None``); the class
+defaults stay as they were for saved configurations.
 
 Image score (the model's default rule for this detector, ``max+mean`` in :mod:`kizu.scoring`): the
 maximum of the smoothed map over its mean on training images, plus the map's mean over its mean.
