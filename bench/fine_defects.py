@@ -4,7 +4,8 @@
     .venv/bin/python bench/fine_defects.py [--detector NAME] [-O key=value ...] [--seeds 0 1] [--overlays DIR]
 
 Prints a table and writes bench/results/fine_defects.json. With --overlays, writes a few overlays
-(good and defective, fixed colour scale) as PNGs for the README.
+(good and defective, fixed colour scale) as PNGs and each task's row of them as TASK-overview.png;
+the README's figure is `--tasks fine-parts --seeds 0 --overlays DIR` → fine-parts-overview.png.
 """
 
 from __future__ import annotations
@@ -35,6 +36,19 @@ TASKS = {
        for k in ("regular", "stochastic")},
     **{f"photo-{p}": (lambda s, p=p: make_photo_textures(p, 100, 50, 25, seed=s)) for p in PHOTOS},
 }
+
+
+def _side_by_side(paths: list[Path], out: Path) -> None:
+    """The README's overview strip: the overlay PNGs in a row."""
+    from PIL import Image
+
+    images = [Image.open(p).convert("RGB") for p in paths]
+    strip = Image.new("RGB", (sum(i.width for i in images), max(i.height for i in images)), "white")
+    x = 0
+    for im in images:
+        strip.paste(im, (x, 0))
+        x += im.width
+    strip.save(out)
 
 
 def main(argv=None) -> int:
@@ -80,6 +94,8 @@ def main(argv=None) -> int:
                                                v.regions, f"{types[i]}: {'DEFECTIVE' if v.defective else 'good'}"
                                                f" (p={v.p_value:.2g})")
                     plots.save_figure(fig, args.overlays / f"{task}-{types[i]}.png", dpi=80)
+                _side_by_side([args.overlays / f"{task}-{types[i]}.png" for i in picks],
+                              args.overlays / f"{task}-overview.png")
     save_results(args.out, {"detector": args.detector, "options": options, "rows": rows})
     return 0
 
