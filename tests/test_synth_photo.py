@@ -55,5 +55,11 @@ def test_bad_arguments_say_what_is_wrong():
         make_photo_textures("marble")
     with pytest.raises(ValueError, match="only 256 disjoint 32-px tiles"):
         make_photo_textures("brick", 200, 50, 25)
+    with pytest.raises(ValueError, match="n_train must be a non-negative integer"):
+        make_photo_textures("brick", -1, 5, 5)
+    with pytest.raises(ValueError, match="n_test_normal must be a non-negative integer"):
+        make_photo_textures("brick", 5, 2.5, 5)
+    with pytest.raises(ValueError, match="n_test_per_defect must be a non-negative integer"):
+        make_photo_textures("brick", 5, 5, -3)
     with pytest.raises(ValueError, match="defects"):
         make_photo_textures("brick", 5, 5, 5, defects=("dent",))

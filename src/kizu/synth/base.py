@@ -10,6 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+
+
+def check_counts(**counts) -> None:
+    """Raise ValueError naming the first count that is not a non-negative integer."""
+    for name, n in counts.items():
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"{name} must be a non-negative integer, not {n!r}")
 from ..images import default_mode, write_image
 
 

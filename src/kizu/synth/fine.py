@@ -48,7 +48,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage
 
-from .base import SynthDataset
+from .base import SynthDataset, check_counts
 
 DEFECT_TYPES = ("dark_spot", "stain", "scratch", "chip")
 DEFECT_TYPES_TEXTURE = ("dark_spot", "stain", "scratch", "patch")
@@ -88,9 +88,7 @@ def make_fine(
     exact pixel masks (all False for goods). ``texture`` only matters in ``texture`` mode.
     """
     _check_args(size, seed, mode, texture)
-    for name, n in (("n_train", n_train), ("n_test_normal", n_test_normal), ("n_test_per_defect", n_test_per_defect)):
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise ValueError(f"{name} must be a non-negative integer, not {n!r}")
+    check_counts(n_train=n_train, n_test_normal=n_test_normal, n_test_per_defect=n_test_per_defect)
     kw = dict(size=size, seed=seed, mode=mode, texture=texture)
     train = [fine_example("good", index=i, split="train", **kw)[1] for i in range(n_train)]
     test, masks, types = [], [], []

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import skimage.data
 
-from .base import SynthDataset
+from .base import SynthDataset, check_counts
 from .fine import _SURFACE_DEFECTS, _grid, _patch_ellipse
 
 PHOTOS = ("brick", "gravel", "grass")
@@ -52,6 +52,7 @@ def make_photo_textures(photo: str = "brick", n_train: int = 100, n_test_normal:
     len(defects) * n_test_per_defect`` tiles at most ``(512 // size) ** 2`` (256 at 32 px).
     """
     p = _photo(photo)
+    check_counts(n_train=n_train, n_test_normal=n_test_normal, n_test_per_defect=n_test_per_defect)
     unknown = [d for d in defects if d not in PHOTO_DEFECTS]
     if unknown:
         raise ValueError(f"defects must be among {PHOTO_DEFECTS}, not {unknown}")
