@@ -25,6 +25,7 @@ from .detectors.base import Detector, ProgressFn
 from .errors import KizuError, ModelFileError
 from .images import default_mode, read_image
 from .preprocess import Preprocessor, resize_maps
+from .reference import ScoreReference, image_descriptors
 from .regions import find_regions
 from .scoring import ScoreRule, smooth_maps
 from .tiling import extract_tiles, stitch_maps
@@ -84,12 +85,15 @@ class InspectionModel:
     """A trained inspection model. Build with ``InspectionModel.train`` or ``InspectionModel.load``."""
 
     def __init__(self, detector: Detector, preprocessor: Preprocessor, score_rule: ScoreRule,
-                 calibration: Calibration, summary: dict[str, Any] | None = None):
+                 calibration: Calibration, summary: dict[str, Any] | None = None,
+                 reference: ScoreReference | None = None):
         self.detector = detector
         self.preprocessor = preprocessor
         self.score_rule = score_rule
         self.calibration = calibration
         self.summary = summary or {}
+        #: scores relative to similar good images (``kizu.reference``); None = raw rule scores
+        self.reference = reference
 
     # -- training ------------------------------------------------------------------------------
     @classmethod
@@ -100,8 +104,8 @@ class InspectionModel:
               reducer: str | None = None, sigma: float | None = None, topk: float = 0.01, seed: int = 0,
               resize: tuple[int, int] | None = None, progress: ProgressFn | None = None,
               calibration: str = "auto", folds: int = 5, tile: int | None = None,
-              tile_stride: int | None = None, defective_images: list[np.ndarray] | None = None
-              ) -> "InspectionModel":
+              tile_stride: int | None = None, defective_images: list[np.ndarray] | None = None,
+              reference: bool | None = None) -> "InspectionModel":
         """Learn "normal" from good images and calibrate the threshold on images it did not fit.
 
         ``images``: a list of ``(C, H, W)`` arrays (or ``(N, C, H, W)`` / ``(N, H, W)``) in [0, 1].
@@ -114,6 +118,10 @@ class InspectionModel:
         overlapping ``tile``-px tiles (large images with small defects); maps are stitched back.
         ``defective_images``: labelled defects for detectors with Taguchi-style variable selection
         (``mt``): after fitting, ``detector.select_variables`` picks feature groups by SN-ratio gain.
+        ``reference``: score each image relative to the most similar good images (``kizu.reference``;
+        the calibration images, scored as unseen, are the reference; it changes nothing on a training
+        set of one kind). ``None``: on where the score rule is fitted (``max+mean``, the default
+        detector's), off for the others (the seed's MSE stays exact). Needs >= 3 calibration images.
         """
         images = _as_image_list(images)
         paths = [Path(p) for p in paths] if paths is not None else [Path(f"image[{i}]") for i in range(len(images))]
@@ -134,6 +142,7 @@ class InspectionModel:
         rule = _default_score_rule(det)
         if reducer is not None or sigma is not None:
             rule = ScoreRule(reducer or rule.reducer, rule.sigma if sigma is None else sigma, topk)
+        use_reference = rule.needs_fit if reference is None else bool(reference)
         t0 = time.perf_counter()
         if calibration == "cross":
             cal_scores, cal_peaks = _out_of_fold_scores(det, pre, rule, x, folds, seed)
@@ -150,9 +159,14 @@ class InspectionModel:
         model = cls(det, pre, rule, Calibration([], alpha))
         train_maps = model._detector_maps(x[fit_idx])
         model._fit_score_rule(x[fit_idx])
-        train_scores, train_peaks = model._scores_and_peaks(x[fit_idx], train_maps)
         if calibration == "holdout":
             cal_scores, cal_peaks = model._scores_and_peaks(x[cal_idx]) if len(cal_idx) else (np.array([]), np.array([]))
+        if use_reference and len(cal_scores) >= 3:
+            # the calibration images are good images scored as unseen ones: they are the reference
+            cal_x = x if calibration == "cross" else x[cal_idx]
+            model.reference = ScoreReference.fit(image_descriptors(cal_x), cal_scores)
+            cal_scores = cal_scores * model.reference.own_factors()
+        train_scores, train_peaks = model._scores_and_peaks(x[fit_idx], train_maps)
         model.calibration = Calibration.fit(cal_scores, alpha, threshold_rule, train_scores, delta=delta)
         model.calibration.pixel_threshold = _pixel_threshold(
             cal_peaks if len(cal_peaks) else train_peaks, alpha, model)
@@ -160,6 +174,7 @@ class InspectionModel:
             "n_images": len(x), "n_fit": int(len(fit_idx)), "n_calibration": int(len(cal_scores)),
             "calibration": calibration, "folds": folds if calibration == "cross" else None,
             "calibration_fraction": calibration_fraction if calibration == "holdout" else 0.0, "seed": seed, "fit_seconds": round(fit_seconds, 3),
+            "reference_weight": None if model.reference is None else round(model.reference.weight, 4),
             "history": {k: [float(v) for v in vs] for k, vs in det.history.items()},
             "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
@@ -181,7 +196,10 @@ class InspectionModel:
         # with tiles, a detector's own whole-image score does not exist: reduce the stitched map
         own = self.detector.image_scores(x) if self.detector.has_own_image_score and self.preprocessor.tile is None \
             else None
-        return np.asarray(own if own is not None else self.score_rule(maps), dtype=np.float64)
+        scores = np.asarray(own if own is not None else self.score_rule(maps), dtype=np.float64)
+        if self.reference is not None and self.reference.weight > 0:
+            scores = self.reference.adjust(scores, image_descriptors(x))
+        return scores
 
     def _fit_score_rule(self, x_fit: np.ndarray) -> None:
         """Set the score rule's scales (if it has any) from at most ``SCORE_SCALE_IMAGES`` images of
@@ -247,6 +265,7 @@ class InspectionModel:
             "preprocess": self.preprocessor.to_json(),
             "detector": {"name": self.detector.name, "config": self.detector.config()},
             "scoring": self.score_rule.to_json(),
+            "reference": None if self.reference is None else self.reference.to_json(),
             "calibration": self.calibration.to_json(),
             "training": self.summary,
         }
@@ -303,6 +322,8 @@ class InspectionModel:
                 det.to(device)
             pre = Preprocessor.from_json(meta["preprocess"])
             rule = ScoreRule(**meta["scoring"])
+            ref = meta.get("reference")  # absent in models saved before it existed
+            ref = None if ref is None else ScoreReference.from_json(ref)
             cal = Calibration.from_json(meta["calibration"])
         except KizuError as err:
             raise ModelFileError(meta_file, str(err)) from None
@@ -318,7 +339,7 @@ class InspectionModel:
             det.load_state_dict(state)
         except (KeyError, RuntimeError, ValueError) as err:
             raise ModelFileError(weights_file, f"weights do not fit the detector ({err})") from None
-        return cls(det, pre, rule, cal, meta.get("training", {}))
+        return cls(det, pre, rule, cal, meta.get("training", {}), ref)
 
     def __repr__(self) -> str:
         c = self.calibration

@@ -53,6 +53,13 @@ def _img(name: str, png: bytes) -> str:
     return f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{b64}"><figcaption>{html.escape(cap)}</figcaption></figure>'
 
 
+def _reference_note(model) -> str:
+    ref = getattr(model, "reference", None)
+    if ref is None or ref.weight <= 0:
+        return ""
+    return f", relative to the most similar good images (weight {ref.weight:.2f}: the good images are not all alike)"
+
+
 def render_report(model, ev, candidates: list[dict], *, title: str = "kizu inspection report") -> str:
     m, cal = ev.metrics, model.calibration
     rule = cal.rule
@@ -74,7 +81,7 @@ def render_report(model, ev, candidates: list[dict], *, title: str = "kizu inspe
 <h1>{html.escape(title)}</h1>
 <p>Detector <b>{html.escape(det.name)}</b> ({html.escape(str(det.config().get('preset', '')))}) ·
 trained on {summary.get('n_fit', '?')} good images, calibrated on {summary.get('n_calibration', '?')} held-out good images ·
-image score: {html.escape(model.score_rule.reducer)} of the anomaly map · test set: {m.get('n_good')} good, {m.get('n_defective')} defective.</p>
+image score: {html.escape(model.score_rule.reducer)} of the anomaly map{_reference_note(model)} · test set: {m.get('n_good')} good, {m.get('n_defective')} defective.</p>
 <div>{kpi_html}</div>
 <h2>What the threshold means</h2>
 <div class="guarantee">Threshold rule <b>{html.escape(rule)}</b>, alpha = {cal.alpha:g}: {html.escape(guarantee)}</div>

@@ -20,7 +20,8 @@ def train_model(data: Path, *, detector: str = DEFAULT_DETECTOR, preset: str | N
                 calibration_fraction: float = 0.2, device: str = "auto", score: str | None = None,
                 sigma: float | None = None, resize: str | None = None, options: list[str] | None = None,
                 quiet: bool = False, calibration: str = "auto", folds: int = 5, tile: int | None = None,
-                tile_stride: int | None = None, defective: Path | None = None) -> InspectionModel:
+                tile_stride: int | None = None, defective: Path | None = None,
+                reference: bool | None = None) -> InspectionModel:
     """Everything ``kizu train`` does except saving (shared with ``kizu demo``)."""
     paths = training_image_paths(data)
     images = [read_image(p) for p in paths]
@@ -40,7 +41,8 @@ def train_model(data: Path, *, detector: str = DEFAULT_DETECTOR, preset: str | N
             images, paths=paths, detector=detector, detector_options=opts, calibration_fraction=calibration_fraction,
             alpha=alpha, threshold_rule=threshold_rule, delta=delta, reducer=score, sigma=sigma, seed=seed,
             resize=parse_size(resize), progress=progress, calibration=calibration, folds=folds, tile=tile,
-            tile_stride=tile_stride, defective_images=[read_image(p) for p in list_images(defective)] if defective else None)
+            tile_stride=tile_stride, defective_images=[read_image(p) for p in list_images(defective)] if defective else None,
+            reference=reference)
 
 
 def extra_options(args: list[str]) -> list[str]:
@@ -90,6 +92,9 @@ def train(
     sigma: float = typer.Option(None, help="Gaussian smoothing of maps in px before max/topk and for display"),
     resize: str = typer.Option(None, help="resize every image to PX or WxH (accepts any input size)"),
     option: list[str] = typer.Option(None, "--option", "-O", help="detector option KEY=VALUE (repeatable)"),
+    reference: bool = typer.Option(None, "--reference/--no-reference",
+                                   help="score each image relative to the most similar good images (changes nothing "
+                                        "when all good images are of one kind; default: on with the max+mean score)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ):
     """Train on good images and save a calibrated model.
@@ -101,12 +106,15 @@ def train(
                         threshold_rule=threshold_rule, delta=delta, calibration_fraction=calibration_fraction, device=device,
                         score=score, sigma=sigma, resize=resize, options=option, quiet=quiet,
                         calibration=calibration, folds=folds, tile=tile, tile_stride=tile_stride,
-                        defective=defective)
+                        defective=defective, reference=reference)
     model.save(out)
     c = model.calibration
     out_console.print(f"saved {out}: {model.summary['n_fit']} images fitted, {model.summary['n_calibration']} "
                       f"calibration, threshold {c.threshold:.6g} ({c.rule}, alpha={c.alpha:g})")
     out_console.print(c.statement())
+    if model.reference is not None and model.reference.weight > 0:
+        out_console.print(f"note: the good images are not all alike (similar images predict {model.reference.weight:.0%} "
+                          f"of the spread of their scores): each score is taken relative to the most similar good images")
     for note in c.notes:
         out_console.print(f"note: {note}")
 
