@@ -100,6 +100,8 @@ def test_auto_calibration_is_cross_for_small_sets_only():
     d = synth.make_shapes(30, 2, 2, seed=1)
     m = InspectionModel.train(d.train, detector="mt", seed=0)
     assert m.summary["calibration"] == "cross" and m.summary["n_calibration"] == 30
+    few = InspectionModel.train(d.train[:8], detector="mt", seed=0)  # 8 images: 4 folds, not an error
+    assert few.summary["calibration"] == "cross" and few.summary["folds"] == 4 and few.summary["n_calibration"] == 8
     big = synth.make_shapes(320, 2, 2, seed=1)
     m = InspectionModel.train(big.train, detector="mt", seed=0)
     assert m.summary["calibration"] == "holdout" and m.summary["n_calibration"] == 64

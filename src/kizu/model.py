@@ -137,8 +137,10 @@ class InspectionModel:
             raise KizuError(f"calibration must be 'auto', 'holdout' or 'cross', not {calibration!r}")
         if calibration == "auto":
             # small sets: hold-out wastes images and 20 calibration scores give a noisy threshold
-            calibration = "cross" if len(x) <= CROSS_UP_TO and calibration_fraction > 0 and \
+            calibration = "cross" if 4 <= len(x) <= CROSS_UP_TO and calibration_fraction > 0 and \
                 threshold_rule != "train-quantile" else "holdout"
+            if calibration == "cross":  # a handful of images: fewer folds rather than an error
+                folds = min(folds, len(x) // 2)
         rule = _default_score_rule(det)
         if reducer is not None or sigma is not None:
             rule = ScoreRule(reducer or rule.reducer, rule.sigma if sigma is None else sigma, topk)
