@@ -24,7 +24,7 @@ from .detectors import DEFAULT_DETECTOR, DEFAULT_OPTIONS, create, detector_class
 from .detectors.base import Detector, ProgressFn
 from .errors import KizuError, ModelFileError
 from .images import default_mode, read_image
-from .preprocess import Preprocessor, resize_maps
+from .preprocess import MAX_SIDE, Preprocessor, resize_maps
 from .reference import ScoreReference, image_descriptors
 from .regions import find_regions
 from .scoring import ScoreRule, smooth_maps
@@ -105,7 +105,7 @@ class InspectionModel:
               resize: tuple[int, int] | None = None, progress: ProgressFn | None = None,
               calibration: str = "auto", folds: int = 5, tile: int | None = None,
               tile_stride: int | None = None, defective_images: list[np.ndarray] | None = None,
-              reference: bool | None = None) -> "InspectionModel":
+              reference: bool | None = None, max_side: int | None = MAX_SIDE) -> "InspectionModel":
         """Learn "normal" from good images and calibrate the threshold on images it did not fit.
 
         ``images``: a list of ``(C, H, W)`` arrays (or ``(N, C, H, W)`` / ``(N, H, W)``) in [0, 1].
@@ -122,11 +122,15 @@ class InspectionModel:
         the calibration images, scored as unseen, are the reference; it changes nothing on a training
         set of one kind). ``None``: on where the score rule is fitted (``max+mean``, the default
         detector's), off for the others (the seed's MSE stays exact). Needs >= 3 calibration images.
+        ``max_side``: images longer than this (px) are inspected scaled down to it, unless tiled or
+        ``resize`` is given; maps still come back at each input's resolution (None or 0: never).
         """
         images = _as_image_list(images)
         paths = [Path(p) for p in paths] if paths is not None else [Path(f"image[{i}]") for i in range(len(images))]
-        pre = Preprocessor.for_training(images, paths, resize_to=resize, tile=tile, tile_stride=tile_stride)
+        pre = Preprocessor.for_training(images, paths, resize_to=resize, tile=tile, tile_stride=tile_stride,
+                                        max_side=max_side)
         x = pre.apply_all(images, paths)
+        del images  # full-resolution copies can be large; from here on only x is needed
         if detector is None:  # the benchmark's all-round choice (kizu.detectors.DEFAULT_DETECTOR)
             detector, detector_options = DEFAULT_DETECTOR, {**DEFAULT_OPTIONS, **(detector_options or {})}
         if isinstance(detector, str):
@@ -151,16 +155,17 @@ class InspectionModel:
             fit_idx, cal_idx = np.arange(len(x)), np.arange(0)
         else:
             fit_idx, cal_idx = split_calibration(len(x), calibration_fraction, seed)
-        det.fit(pre.fit_view(x[fit_idx]), seed=seed, progress=progress)
+        x_fit = x if len(fit_idx) == len(x) else x[fit_idx]  # no copy when every image is fitted
+        det.fit(pre.fit_view(x_fit), seed=seed, progress=progress)
         if defective_images:
             if not hasattr(det, "select_variables"):
                 raise KizuError(f"detector {det.name!r} has no variable selection from defective images")
             x_bad = pre.apply_all(_as_image_list(defective_images))
-            det.select_variables(pre.fit_view(x[fit_idx]), pre.fit_view(x_bad), seed=seed)
+            det.select_variables(pre.fit_view(x_fit), pre.fit_view(x_bad), seed=seed)
         fit_seconds = time.perf_counter() - t0
         model = cls(det, pre, rule, Calibration([], alpha))
-        train_maps = model._detector_maps(x[fit_idx])
-        model._fit_score_rule(x[fit_idx])
+        train_maps = model._detector_maps(x_fit)
+        model._fit_score_rule(x_fit)
         if calibration == "holdout":
             cal_scores, cal_peaks = model._scores_and_peaks(x[cal_idx]) if len(cal_idx) else (np.array([]), np.array([]))
         if use_reference and len(cal_scores) >= 3:
@@ -168,7 +173,7 @@ class InspectionModel:
             cal_x = x if calibration == "cross" else x[cal_idx]
             model.reference = ScoreReference.fit(image_descriptors(cal_x), cal_scores)
             cal_scores = cal_scores * model.reference.own_factors()
-        train_scores, train_peaks = model._scores_and_peaks(x[fit_idx], train_maps)
+        train_scores, train_peaks = model._scores_and_peaks(x_fit, train_maps)
         model.calibration = Calibration.fit(cal_scores, alpha, threshold_rule, train_scores, delta=delta)
         model.calibration.pixel_threshold = _pixel_threshold(
             cal_peaks if len(cal_peaks) else train_peaks, alpha, model)

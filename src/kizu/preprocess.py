@@ -10,6 +10,11 @@ from skimage.transform import resize as sk_resize
 
 from .errors import InputError
 
+#: images longer than this on their longer side are inspected at this size (aspect kept), unless
+#: the model tiles them or was given a size: the default detector's network sees 224 px anyway, and
+#: full-resolution copies and maps of a few hundred 1024 px colour images took 16 GB of memory
+MAX_SIDE = 512
+
 
 def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
     """``(C, H, W)`` → ``(channels, H, W)``: grey is replicated, RGB becomes luminance (BT.601)."""
@@ -49,8 +54,10 @@ class Preprocessor:
     """What every image goes through before a detector sees it.
 
     ``channels``: 1 (grey) or 3 (RGB). ``size``: (H, W) the detector works at. ``resize``: when
-    False, inputs must already be ``size`` (an error otherwise); when True, any input is resized to
-    ``size`` and its map is resized back to the input's resolution.
+    False, inputs must already be ``input_size`` (an error otherwise); when True, any input is
+    resized to ``size``. ``input_size``: the training images' size when it differs from ``size``
+    (large images inspected at a capped size, ``MAX_SIDE``); None means ``size``. Maps are always
+    resized back to each input's resolution.
     """
 
     channels: int
@@ -59,14 +66,19 @@ class Preprocessor:
     #: inspect as overlapping ``tile``-px tiles at ``tile_stride`` (None: the detector sees whole images)
     tile: int | None = None
     tile_stride: int | None = None
+    input_size: tuple[int, int] | None = None
 
     @classmethod
     def for_training(cls, images: list[np.ndarray], paths: list[Path], *, resize_to: tuple[int, int] | None = None,
-                     channels: int | None = None, tile: int | None = None, tile_stride: int | None = None
-                     ) -> "Preprocessor":
-        """Choose channels (grey unless a training image has colour) and size from the training set."""
+                     channels: int | None = None, tile: int | None = None, tile_stride: int | None = None,
+                     max_side: int | None = MAX_SIDE) -> "Preprocessor":
+        """Choose channels (grey unless a training image has colour) and size from the training set:
+        the images' own size, scaled down to ``max_side`` px on the longer side when they are larger
+        (not when tiling: tiles exist to keep full resolution; ``None`` or 0: never)."""
         if not images:
             raise InputError(None, "no training images")
+        if max_side and max_side < 16:
+            raise InputError(None, f"max_side must be 0 (never scale down) or at least 16 px, not {max_side}")
         if channels is None:
             channels = 1 if all(is_effectively_grey(a) for a in images) else 3
         tiling = {}
@@ -86,6 +98,9 @@ class Preprocessor:
                 raise InputError(
                     p, f"image is {a.shape[2]}x{a.shape[1]} px but {paths[0].name} is {w}x{h} px; training images "
                     "must share one size (or pass --resize WxH)")
+        if tile is None and max_side and max(h, w) > max_side:
+            f = max_side / max(h, w)
+            return cls(channels, (max(1, round(h * f)), max(1, round(w * f))), False, input_size=(h, w))
         pre = cls(channels, (h, w), False, **tiling)
         pre._check_tile()
         return pre
@@ -97,12 +112,13 @@ class Preprocessor:
     def apply(self, image: np.ndarray, path: Path | str | None = None) -> np.ndarray:
         """One ``(C, H, W)`` image → ``(channels, *size)``; a size mismatch is an error naming ``path``."""
         image = to_channels(image, self.channels)
+        expected = None if self.resize else (self.input_size or self.size)
+        if expected is not None and image.shape[1:] != expected:
+            h, w = expected
+            raise InputError(
+                path, f"image is {image.shape[2]}x{image.shape[1]} px but the model expects {w}x{h} px "
+                "(train with --resize to accept other sizes)")
         if image.shape[1:] != self.size:
-            if not self.resize:
-                h, w = self.size
-                raise InputError(
-                    path, f"image is {image.shape[2]}x{image.shape[1]} px but the model expects {w}x{h} px "
-                    "(train with --resize to accept other sizes)")
             image = resize_image(image, self.size)
         return np.ascontiguousarray(image, dtype=np.float32)
 
@@ -124,10 +140,12 @@ class Preprocessor:
     def to_json(self) -> dict:
         d = asdict(self)
         d["size"] = list(self.size)
+        d["input_size"] = None if self.input_size is None else list(self.input_size)
         return d
 
     @classmethod
     def from_json(cls, d: dict) -> "Preprocessor":
-        tile, stride = d.get("tile"), d.get("tile_stride")
+        tile, stride, native = d.get("tile"), d.get("tile_stride"), d.get("input_size")
         return cls(int(d["channels"]), (int(d["size"][0]), int(d["size"][1])), bool(d.get("resize", False)),
-                   None if tile is None else int(tile), None if stride is None else int(stride))
+                   None if tile is None else int(tile), None if stride is None else int(stride),
+                   None if native is None else (int(native[0]), int(native[1])))

@@ -11,6 +11,7 @@ from ..detectors.registry import options_of
 from ..errors import KizuError
 from ..images import list_images, read_image, training_image_paths
 from ..model import InspectionModel
+from ..preprocess import MAX_SIDE
 from . import app
 from .common import friendly_errors, out_console, parse_options, parse_size, training_progress
 
@@ -21,10 +22,12 @@ def train_model(data: Path, *, detector: str = DEFAULT_DETECTOR, preset: str | N
                 sigma: float | None = None, resize: str | None = None, options: list[str] | None = None,
                 quiet: bool = False, calibration: str = "auto", folds: int = 5, tile: int | None = None,
                 tile_stride: int | None = None, defective: Path | None = None,
-                reference: bool | None = None) -> InspectionModel:
+                reference: bool | None = None, max_side: int = MAX_SIDE) -> InspectionModel:
     """Everything ``kizu train`` does except saving (shared with ``kizu demo``)."""
     paths = training_image_paths(data)
-    images = [read_image(p) for p in paths]
+    # read (and check) every image before the progress bar; held in a list that train empties, so
+    # the full-resolution images can be freed once they are preprocessed
+    images = [[read_image(p) for p in paths]]
     opts = {**default_options(detector), **parse_options(options or [])}
     accepted = options_of(detector)  # raises a clear error for an unknown detector
     for name, value in (("preset", preset), ("epochs", epochs), ("device", device)):
@@ -38,11 +41,11 @@ def train_model(data: Path, *, detector: str = DEFAULT_DETECTOR, preset: str | N
     create(detector, **opts)  # a bad option value fails here, before the progress bar is drawn
     with training_progress(quiet) as progress:
         return InspectionModel.train(
-            images, paths=paths, detector=detector, detector_options=opts, calibration_fraction=calibration_fraction,
+            images.pop(), paths=paths, detector=detector, detector_options=opts, calibration_fraction=calibration_fraction,
             alpha=alpha, threshold_rule=threshold_rule, delta=delta, reducer=score, sigma=sigma, seed=seed,
             resize=parse_size(resize), progress=progress, calibration=calibration, folds=folds, tile=tile,
             tile_stride=tile_stride, defective_images=[read_image(p) for p in list_images(defective)] if defective else None,
-            reference=reference)
+            reference=reference, max_side=max_side)
 
 
 def extra_options(args: list[str]) -> list[str]:
@@ -91,6 +94,8 @@ def train(
     score: str = typer.Option(None, help="image score from the map: mean | max | topk | max+mean (default: the detector's)"),
     sigma: float = typer.Option(None, help="Gaussian smoothing of maps in px before max/topk and for display"),
     resize: str = typer.Option(None, help="resize every image to PX or WxH (accepts any input size)"),
+    max_side: int = typer.Option(MAX_SIDE, help="inspect larger images scaled down to this many px on the longer side "
+                                                "(maps stay at full resolution; 0 = never; --tile keeps full resolution)"),
     option: list[str] = typer.Option(None, "--option", "-O", help="detector option KEY=VALUE (repeatable)"),
     reference: bool = typer.Option(None, "--reference/--no-reference",
                                    help="score each image relative to the most similar good images (changes nothing "
@@ -106,7 +111,7 @@ def train(
                         threshold_rule=threshold_rule, delta=delta, calibration_fraction=calibration_fraction, device=device,
                         score=score, sigma=sigma, resize=resize, options=option, quiet=quiet,
                         calibration=calibration, folds=folds, tile=tile, tile_stride=tile_stride,
-                        defective=defective, reference=reference)
+                        defective=defective, reference=reference, max_side=max_side)
     model.save(out)
     c = model.calibration
     out_console.print(f"saved {out}: {model.summary['n_fit']} images fitted, {model.summary['n_calibration']} "

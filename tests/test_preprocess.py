@@ -1,0 +1,73 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from kizu import InspectionModel
+from kizu.cli import app
+from kizu.errors import InputError
+from kizu.images import write_image
+from kizu.model import MODEL_JSON
+from kizu.preprocess import Preprocessor
+
+
+def _images(n, h, w, c=1, seed=0):
+    rng = np.random.default_rng(seed)
+    return [(0.4 + 0.2 * rng.random((c, h, w))).astype(np.float32) for _ in range(n)]
+
+
+def _paths(n):
+    return [Path(f"img{i}.png") for i in range(n)]
+
+
+def test_large_images_are_inspected_at_a_capped_size():
+    imgs = _images(2, 600, 400)
+    pre = Preprocessor.for_training(imgs, _paths(2), max_side=512)
+    assert pre.size == (512, 341) and pre.input_size == (600, 400) and not pre.resize
+    assert pre.apply(imgs[0]).shape == (1, 512, 341)
+    # the model still expects its training size, also when an input happens to have the capped size
+    with pytest.raises(InputError, match="expects 400x600 px"):
+        pre.apply(np.zeros((1, 512, 341), np.float32), "small.png")
+    back = Preprocessor.from_json(json.loads(json.dumps(pre.to_json())))
+    assert back == pre
+    # saved before the cap existed: no input_size, the size is the input size
+    old = {k: v for k, v in pre.to_json().items() if k != "input_size"} | {"size": [600, 400]}
+    assert Preprocessor.from_json(old).input_size is None
+
+
+@pytest.mark.parametrize("kw", [dict(max_side=0), dict(max_side=None), dict(tile=64), dict(resize_to=(300, 200))])
+def test_no_cap_when_tiling_resizing_or_switched_off(kw):
+    pre = Preprocessor.for_training(_images(1, 600, 400), _paths(1), **kw)
+    assert pre.input_size is None and pre.size == kw.get("resize_to", (600, 400))
+
+
+def test_small_images_are_left_alone_and_bad_caps_are_refused():
+    assert Preprocessor.for_training(_images(1, 64, 48), _paths(1)).size == (64, 48)
+    with pytest.raises(InputError, match="max_side"):
+        Preprocessor.for_training(_images(1, 64, 48), _paths(1), max_side=-1)
+
+
+def test_capped_model_maps_at_input_resolution_and_round_trips(tmp_path):
+    imgs = _images(12, 120, 72, seed=1)
+    m = InspectionModel.train(imgs, detector="patch-knn", detector_options={"backbone": "pixels"}, seed=0,
+                              max_side=40, folds=3)
+    assert m.preprocessor.size == (40, 24) and m.preprocessor.input_size == (120, 72)
+    test = _images(2, 120, 72, seed=2)
+    test[1][0, 50:54, 30:34] = 0.0
+    v = m.inspect(test)
+    assert v[0].anomaly_map.shape == (120, 72)
+    assert v[1].score > v[0].score
+    loaded = InspectionModel.load(m.save(tmp_path / "m"))
+    assert [x.score for x in loaded.inspect(test)] == [x.score for x in v]
+
+
+def test_cli_max_side(tmp_path):
+    for i, img in enumerate(_images(10, 90, 60, seed=3)):
+        write_image(tmp_path / "good" / f"{i}.png", img)
+    res = CliRunner().invoke(app, ["train", str(tmp_path / "good"), "--out", str(tmp_path / "m"), "--quiet",
+                                   "--backbone", "pixels", "--max-side", "32", "--folds", "2"])
+    assert res.exit_code == 0, res.output
+    pre = json.loads((tmp_path / "m" / MODEL_JSON).read_text())["preprocess"]
+    assert pre["size"] == [32, 21] and pre["input_size"] == [90, 60]
