@@ -71,3 +71,20 @@ def test_cli_max_side(tmp_path):
     assert res.exit_code == 0, res.output
     pre = json.loads((tmp_path / "m" / MODEL_JSON).read_text())["preprocess"]
     assert pre["size"] == [32, 21] and pre["input_size"] == [90, 60]
+
+
+def test_training_from_files_equals_training_from_arrays(tmp_path):
+    from kizu.images import ImageFiles, read_image
+
+    paths = []
+    for i, img in enumerate(_images(10, 70, 50, c=3, seed=4)):
+        paths.append(tmp_path / f"{i}.png")
+        write_image(paths[-1], img)
+    files = ImageFiles(paths)
+    assert len(files) == 10 and files[3].shape == (3, 70, 50)
+    opts = dict(detector="patch-knn", detector_options={"backbone": "pixels"}, seed=0, max_side=32, folds=2)
+    from_files = InspectionModel.train_files(paths, **opts)
+    from_arrays = InspectionModel.train([read_image(p) for p in paths], paths=paths, **opts)
+    assert from_files.preprocessor == from_arrays.preprocessor
+    test = _images(3, 70, 50, c=3, seed=5)
+    assert [v.score for v in from_files.inspect(test)] == [v.score for v in from_arrays.inspect(test)]

@@ -148,4 +148,4 @@ def test_cli_says_when_the_good_images_differ_and_can_switch_it_off(tmp_path):
 def test_large_images_are_described_at_a_bounded_size():
     big = np.random.default_rng(5).random((1, 1, 600, 400))
     small = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(big), (256, 171)).numpy()
-    np.testing.assert_allclose(image_descriptors(big)[:, 2:], image_descriptors(small)[:, 2:], rtol=1e-6)
+    np.testing.assert_allclose(image_descriptors(big), image_descriptors(small), rtol=1e-6)

@@ -62,6 +62,24 @@ def _palette_is_grey(im: Image.Image) -> bool:
     return bool(np.all(rgb[..., 0] == rgb[..., 1]) and np.all(rgb[..., 1] == rgb[..., 2]))
 
 
+class ImageFiles:
+    """Image files read on demand, one at a time: a sequence of ``(C, H, W)`` arrays that never holds
+    more than one image (``InspectionModel.train_files`` reads each file twice instead of keeping
+    hundreds of full-resolution images in memory)."""
+
+    def __init__(self, paths: list[str | Path]):
+        self.paths = [Path(p) for p in paths]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return read_image(self.paths[i])
+
+    def __iter__(self):
+        return (read_image(p) for p in self.paths)
+
+
 def read_images(paths: list[Path]) -> list[np.ndarray]:
     """Read many files; each is ``(C, H, W)``. Sizes may differ (see ``stack_same_size``)."""
     return [read_image(p) for p in paths]

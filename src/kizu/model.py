@@ -23,7 +23,7 @@ from .calibration import Calibration, conformal_threshold
 from .detectors import DEFAULT_DETECTOR, DEFAULT_OPTIONS, create, detector_class
 from .detectors.base import Detector, ProgressFn
 from .errors import KizuError, ModelFileError
-from .images import default_mode, read_image
+from .images import ImageFiles, default_mode, read_image
 from .preprocess import MAX_SIDE, Preprocessor, resize_maps
 from .reference import ScoreReference, image_descriptors
 from .regions import find_regions
@@ -125,12 +125,17 @@ class InspectionModel:
         ``max_side``: images longer than this (px) are inspected scaled down to it, unless tiled or
         ``resize`` is given; maps still come back at each input's resolution (None or 0: never).
         """
-        images = _as_image_list(images)
+        if not isinstance(images, ImageFiles):
+            images = _as_image_list(images)
         paths = [Path(p) for p in paths] if paths is not None else [Path(f"image[{i}]") for i in range(len(images))]
         pre = Preprocessor.for_training(images, paths, resize_to=resize, tile=tile, tile_stride=tile_stride,
                                         max_side=max_side)
-        x = pre.apply_all(images, paths)
-        del images  # full-resolution copies can be large; from here on only x is needed
+        x = np.empty((len(images), pre.channels, *pre.size), np.float32)
+        for i, p in enumerate(paths):
+            x[i] = pre.apply(images[i], p)
+            if isinstance(images, list):  # our own list (``_as_image_list``): free each image once done
+                images[i] = None
+        del images
         if detector is None:  # the benchmark's all-round choice (kizu.detectors.DEFAULT_DETECTOR)
             detector, detector_options = DEFAULT_DETECTOR, {**DEFAULT_OPTIONS, **(detector_options or {})}
         if isinstance(detector, str):
@@ -186,6 +191,13 @@ class InspectionModel:
             "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         return model
+
+    @classmethod
+    def train_files(cls, paths: list[str | Path], **options: Any) -> "InspectionModel":
+        """``train`` on image files without holding them all in memory: each file is read twice, once
+        to choose channels and size, once to preprocess it (``options``: those of ``train``)."""
+        files = ImageFiles(paths)
+        return cls.train(files, paths=files.paths, **options)
 
     # -- scoring ---------------------------------------------------------------------------------
     def _detector_maps(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:

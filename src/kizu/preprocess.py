@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from skimage.transform import resize as sk_resize
+import torch
+import torch.nn.functional as F
 
 from .errors import InputError
 
@@ -33,20 +35,28 @@ def is_effectively_grey(image: np.ndarray, tol: float = 1.0 / 255) -> bool:
     return image.shape[0] == 1 or bool(np.all(np.abs(image - image[:1]) <= tol))
 
 
+def _bilinear(stack: np.ndarray, size: tuple[int, int], antialias: bool) -> np.ndarray:
+    """``(N, H, W)`` → ``(N, *size)`` float32, bilinear with pixel centres aligned (torch: several
+    times faster than scikit-image on large images, which matters per inspected image)."""
+    t = torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32))[None]
+    shrink = size[0] < stack.shape[1] or size[1] < stack.shape[2]
+    out = F.interpolate(t, size=tuple(int(v) for v in size), mode="bilinear", align_corners=False,
+                        antialias=antialias and shrink)
+    return out[0].numpy()
+
+
 def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``(C, H, W)`` → ``(C, *size)`` with anti-aliasing (bilinear)."""
+    """``(C, H, W)`` → ``(C, *size)``, bilinear, anti-aliased when shrinking."""
     if image.shape[1:] == tuple(size):
         return image
-    out = sk_resize(image, (image.shape[0], *size), order=1, anti_aliasing=True, preserve_range=True)
-    return out.astype(np.float32)
+    return _bilinear(image, size, antialias=True)
 
 
 def resize_maps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``(N, h, w)`` → ``(N, *size)`` bilinear, no anti-aliasing (maps are upsampled back)."""
     if maps.shape[1:] == tuple(size):
         return maps
-    out = sk_resize(maps, (maps.shape[0], *size), order=1, anti_aliasing=False, preserve_range=True)
-    return out.astype(np.float32)
+    return _bilinear(maps, size, antialias=False)
 
 
 @dataclass(frozen=True)
@@ -69,7 +79,7 @@ class Preprocessor:
     input_size: tuple[int, int] | None = None
 
     @classmethod
-    def for_training(cls, images: list[np.ndarray], paths: list[Path], *, resize_to: tuple[int, int] | None = None,
+    def for_training(cls, images: Sequence[np.ndarray], paths: list[Path], *, resize_to: tuple[int, int] | None = None,
                      channels: int | None = None, tile: int | None = None, tile_stride: int | None = None,
                      max_side: int | None = MAX_SIDE) -> "Preprocessor":
         """Choose channels (grey unless a training image has colour) and size from the training set:
@@ -79,8 +89,10 @@ class Preprocessor:
             raise InputError(None, "no training images")
         if max_side and max_side < 16:
             raise InputError(None, f"max_side must be 0 (never scale down) or at least 16 px, not {max_side}")
+        # one pass over the images (they may be files read on demand): their sizes and colour
+        shapes, greys = zip(*((a.shape[1:], is_effectively_grey(a)) for a in images))
         if channels is None:
-            channels = 1 if all(is_effectively_grey(a) for a in images) else 3
+            channels = 1 if all(greys) else 3
         tiling = {}
         if tile is not None:
             tile = int(tile)
@@ -92,11 +104,11 @@ class Preprocessor:
             pre = cls(channels, (int(resize_to[0]), int(resize_to[1])), True, **tiling)
             pre._check_tile()
             return pre
-        h, w = images[0].shape[1:]
-        for a, p in zip(images, paths):
-            if a.shape[1:] != (h, w):
+        h, w = shapes[0]
+        for shape, p in zip(shapes, paths):
+            if shape != (h, w):
                 raise InputError(
-                    p, f"image is {a.shape[2]}x{a.shape[1]} px but {paths[0].name} is {w}x{h} px; training images "
+                    p, f"image is {shape[1]}x{shape[0]} px but {paths[0].name} is {w}x{h} px; training images "
                     "must share one size (or pass --resize WxH)")
         if tile is None and max_side and max(h, w) > max_side:
             f = max_side / max(h, w)
@@ -125,9 +137,10 @@ class Preprocessor:
     def apply_all(self, images: list[np.ndarray], paths: list | None = None) -> np.ndarray:
         """Many images → ``(N, channels, H, W)`` float32."""
         paths = paths or [None] * len(images)
-        if not images:
-            return np.zeros((0, self.channels, *self.size), np.float32)
-        return np.stack([self.apply(a, p) for a, p in zip(images, paths)])
+        out = np.empty((len(images), self.channels, *self.size), np.float32)
+        for i, (a, p) in enumerate(zip(images, paths)):
+            out[i] = self.apply(a, p)
+        return out
 
     def fit_view(self, x: np.ndarray) -> np.ndarray:
         """What the detector is fitted on: the images, or all their tiles when tiling."""

@@ -36,27 +36,26 @@ import torch.nn.functional as F
 REFERENCE_K = 8
 #: radial frequency bands of the spectrum part of the descriptor (log-spaced, cycles per pixel)
 SPECTRUM_BANDS = 6
-#: larger images are area-averaged to at most this many pixels a side before the spectrum
+#: larger images are area-averaged to at most this many pixels a side before they are described
 SPECTRUM_MAX_SIDE = 256
 
 
 def image_descriptors(images: np.ndarray) -> np.ndarray:
     """``(N, C, H, W)`` in [0, 1] → ``(N, 2C + SPECTRUM_BANDS)`` float64: per channel mean and
     standard deviation, and the grey image's share of spectral power in ``SPECTRUM_BANDS`` radial
-    bands (of the image area-averaged to at most ``SPECTRUM_MAX_SIDE`` px a side). Cheap: one small
-    FFT per image. No layout: a shifted or rotated part is the same kind."""
+    bands, all of the image area-averaged to at most ``SPECTRUM_MAX_SIDE`` px a side. Cheap: one
+    small FFT per image. No layout: a shifted or rotated part is the same kind."""
     x = np.asarray(images, dtype=np.float32)
     if x.ndim != 4:
         raise ValueError(f"images must be (N, C, H, W), got shape {x.shape}")
     n, c, h, w = x.shape
-    flat = x.reshape(n, c, -1)
-    stats = np.concatenate([flat.mean(axis=2, dtype=np.float64), flat.std(axis=2, dtype=np.float64)], axis=1)
-    grey = x.mean(axis=1)
     if max(h, w) > SPECTRUM_MAX_SIDE:
         f = SPECTRUM_MAX_SIDE / max(h, w)
         h, w = max(1, round(h * f)), max(1, round(w * f))
-        grey = F.adaptive_avg_pool2d(torch.from_numpy(grey)[:, None], (h, w))[:, 0].numpy()
-    grey = grey.astype(np.float64)
+        x = F.adaptive_avg_pool2d(torch.from_numpy(np.ascontiguousarray(x)), (h, w)).numpy()
+    flat = x.reshape(n, c, -1)
+    stats = np.concatenate([flat.mean(axis=2, dtype=np.float64), flat.std(axis=2, dtype=np.float64)], axis=1)
+    grey = x.mean(axis=1, dtype=np.float64)
     mean = grey.reshape(n, -1).mean(axis=1)
     power = np.abs(np.fft.rfft2(grey - mean[:, None, None])) ** 2
     fy = np.fft.fftfreq(h)[:, None]

@@ -77,18 +77,27 @@ def training_progress(quiet: bool):
     if quiet or not sys.stderr:
         yield None
         return
-    cols = [TextColumn("[bold]training"), BarColumn(), TextColumn("epoch {task.completed}/{task.total}"),
-            TextColumn("loss {task.fields[loss]}  val {task.fields[val]}"), TimeElapsedColumn()]
-    with Progress(*cols, console=console, transient=False) as prog:
-        task = prog.add_task("fit", total=None, loss="–", val="–")
+    cols = [TextColumn("[bold]training"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+            TextColumn("{task.fields[losses]}"), TimeElapsedColumn()]
+    prog = Progress(*cols, console=console, transient=False)
+    task = None
 
-        def update(step: int, total: int, info: dict) -> None:
-            loss, val = info.get("loss"), info.get("val_loss")
-            prog.update(task, completed=step, total=total,
-                        loss=f"{loss:.5f}" if loss is not None else "–",
-                        val=f"{val:.5f}" if val is not None and val == val else "–")
+    def update(step: int, total: int, info: dict) -> None:
+        nonlocal task
+        if task is None:  # drawn from the first step on: an input error before it leaves no bar behind
+            prog.start()
+            task = prog.add_task("fit", total=None, losses="")
+        loss, val = info.get("loss"), info.get("val_loss")
+        losses = f"loss {loss:.5f}" if loss is not None else ""
+        if val is not None and val == val:
+            losses += f"  val {val:.5f}"
+        prog.update(task, completed=step, total=total, losses=losses)
 
+    try:
         yield update
+    finally:
+        if task is not None:
+            prog.stop()
 
 
 def print_confusion(metrics: dict) -> None:

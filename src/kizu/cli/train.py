@@ -25,9 +25,6 @@ def train_model(data: Path, *, detector: str = DEFAULT_DETECTOR, preset: str | N
                 reference: bool | None = None, max_side: int = MAX_SIDE) -> InspectionModel:
     """Everything ``kizu train`` does except saving (shared with ``kizu demo``)."""
     paths = training_image_paths(data)
-    # read (and check) every image before the progress bar; held in a list that train empties, so
-    # the full-resolution images can be freed once they are preprocessed
-    images = [[read_image(p) for p in paths]]
     opts = {**default_options(detector), **parse_options(options or [])}
     accepted = options_of(detector)  # raises a clear error for an unknown detector
     for name, value in (("preset", preset), ("epochs", epochs), ("device", device)):
@@ -40,8 +37,9 @@ def train_model(data: Path, *, detector: str = DEFAULT_DETECTOR, preset: str | N
         opts.setdefault("device", device)
     create(detector, **opts)  # a bad option value fails here, before the progress bar is drawn
     with training_progress(quiet) as progress:
-        return InspectionModel.train(
-            images.pop(), paths=paths, detector=detector, detector_options=opts, calibration_fraction=calibration_fraction,
+        # files, not a list of images: at most one full-resolution image is held at a time
+        return InspectionModel.train_files(
+            paths, detector=detector, detector_options=opts, calibration_fraction=calibration_fraction,
             alpha=alpha, threshold_rule=threshold_rule, delta=delta, reducer=score, sigma=sigma, seed=seed,
             resize=parse_size(resize), progress=progress, calibration=calibration, folds=folds, tile=tile,
             tile_stride=tile_stride, defective_images=[read_image(p) for p in list_images(defective)] if defective else None,
