@@ -123,16 +123,21 @@ class Preprocessor:
 
     def apply(self, image: np.ndarray, path: Path | str | None = None) -> np.ndarray:
         """One ``(C, H, W)`` image → ``(channels, *size)``; a size mismatch is an error naming ``path``."""
+        self.check(image, path)
         image = to_channels(image, self.channels)
+        if image.shape[1:] != self.size:
+            image = resize_image(image, self.size)
+        return np.ascontiguousarray(image, dtype=np.float32)
+
+    def check(self, image: np.ndarray, path: Path | str | None = None) -> None:
+        """Raise InputError naming ``path`` if a ``(C, H, W)`` image does not have the size this model
+        takes (any size is fine for a resizing model)."""
         expected = None if self.resize else (self.input_size or self.size)
-        if expected is not None and image.shape[1:] != expected:
+        if expected is not None and tuple(image.shape[1:]) != tuple(expected):
             h, w = expected
             raise InputError(
                 path, f"image is {image.shape[2]}x{image.shape[1]} px but the model expects {w}x{h} px "
                 "(train with --resize to accept other sizes)")
-        if image.shape[1:] != self.size:
-            image = resize_image(image, self.size)
-        return np.ascontiguousarray(image, dtype=np.float32)
 
     def apply_all(self, images: list[np.ndarray], paths: list | None = None) -> np.ndarray:
         """Many images → ``(N, channels, H, W)`` float32."""

@@ -38,9 +38,9 @@ def predict(
     """Inspect images. All inputs are read and checked before anything is written."""
     model = InspectionModel.load(model_dir, device=device)
     found = expand_inputs(inputs)
-    images = [read_image(p) for p, _ in found]  # every file is checked before any output exists
-    for img, (p, _) in zip(images, found):
-        model.preprocessor.apply(img, p)
+    # every file is checked before any output exists; one at a time, so large sets fit in memory
+    for p, _ in found:
+        model.preprocessor.check(read_image(p), p)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
@@ -48,8 +48,9 @@ def predict(
     pending: list[tuple[Path, bytes]] = []
     for start in range(0, len(found), batch_size):
         chunk = found[start:start + batch_size]
-        verdicts = model.inspect(images[start:start + batch_size], [p for p, _ in chunk])
-        for (path, root), v, img in zip(chunk, verdicts, images[start:start + batch_size]):
+        images = [read_image(p) for p, _ in chunk]
+        verdicts = model.inspect(images, [p for p, _ in chunk])
+        for (path, root), v, img in zip(chunk, verdicts, images):
             n_bad += v.defective
             writer.writerow([str(path), f"{v.score:.9g}", f"{v.p_value:.6g}", int(v.defective),
                              f"{v.normalized:.6f}", json.dumps(v.regions, separators=(",", ":"))])
