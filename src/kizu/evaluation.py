@@ -10,10 +10,14 @@ from pathlib import Path
 import numpy as np
 
 from . import plots
-from .images import LabelledSet, atomic_write_bytes, atomic_write_text, read_image, read_mask
+from .images import ImageFiles, LabelledSet, atomic_write_bytes, atomic_write_text, read_image, read_mask
 from .metrics import aupro, image_metrics, per_type_table, pixel_auroc, roc_points
 from .model import InspectionModel, Verdict
 from .operating_points import f1_optimal, far_miss_curve, threshold_table
+
+
+#: test images read and inspected at once
+EVAL_BATCH = 64
 
 
 @dataclass
@@ -32,8 +36,15 @@ def evaluate(model: InspectionModel, test: LabelledSet) -> Evaluation:
     metrics keys: image_auroc, image_aupr, threshold, tp, fp, fn, tn, precision, recall, f1, fpr,
     and pixel_auroc, aupro when ground-truth masks exist.
     """
-    images = [read_image(p) for p in test.paths]
-    verdicts = model.inspect(images, test.paths)
+    # batch by batch: a large test set of big images is never all in memory (only its maps)
+    verdicts, masks = [], []
+    for start in range(0, len(test.paths), EVAL_BATCH):
+        paths = test.paths[start:start + EVAL_BATCH]
+        batch = [read_image(p) for p in paths]
+        verdicts += model.inspect(batch, paths)
+        if test.has_masks:
+            masks += [read_mask(mp, img.shape[1:]) if mp is not None else np.zeros(img.shape[1:], bool)
+                      for mp, img in zip(test.mask_paths[start:start + EVAL_BATCH], batch)]
     scores = np.array([v.score for v in verdicts])
     predicted = np.array([v.defective for v in verdicts])
     m = image_metrics(test.labels, scores, predicted)
@@ -43,19 +54,18 @@ def evaluate(model: InspectionModel, test: LabelledSet) -> Evaluation:
     m["threshold_rule"] = model.calibration.rule
     m["n_test"], m["n_good"], m["n_defective"] = len(scores), int((test.labels == 0).sum()), int(test.labels.sum())
     if test.has_masks:
-        masks = [read_mask(mp, img.shape[1:]) if mp is not None else np.zeros(img.shape[1:], bool)
-                 for mp, img in zip(test.mask_paths, images)]
         maps = [v.anomaly_map for v in verdicts]
         m["pixel_auroc"] = pixel_auroc(masks, maps)
         m["aupro"] = aupro(masks, maps)
     ev = Evaluation(m, per_type_table(test.labels, test.defect_types, scores, predicted), verdicts,
                     test.labels, test.defect_types)
-    ev.figures = make_figures(model, ev, images)
+    ev.figures = make_figures(model, ev, ImageFiles(test.paths))  # the few images shown are read again
     return ev
 
 
-def make_figures(model: InspectionModel, ev: Evaluation, images: list[np.ndarray]) -> dict[str, bytes]:
-    """All report figures as PNG bytes, keyed by file stem."""
+def make_figures(model: InspectionModel, ev: Evaluation, images) -> dict[str, bytes]:
+    """All report figures as PNG bytes, keyed by file stem (``images``: the test images, indexable,
+    e.g. ``ImageFiles``; only the few shown are used)."""
     labels = ev.labels
     scores = np.array([v.score for v in ev.verdicts])
     good_idx, bad_idx = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
