@@ -88,3 +88,17 @@ def test_training_from_files_equals_training_from_arrays(tmp_path):
     assert from_files.preprocessor == from_arrays.preprocessor
     test = _images(3, 70, 50, c=3, seed=5)
     assert [v.score for v in from_files.inspect(test)] == [v.score for v in from_arrays.inspect(test)]
+
+
+def test_score_files_agrees_with_inspect_in_batches(tmp_path):
+    paths = []
+    for i, img in enumerate(_images(7, 40, 30, seed=6)):
+        paths.append(tmp_path / f"{i}.png")
+        write_image(paths[-1], img)
+    m = InspectionModel.train_files(paths[:6], detector="patch-knn", detector_options={"backbone": "pixels"},
+                                    seed=0, folds=2)
+    verdicts = m.inspect_files(paths, batch_size=3)
+    scores = m.score_files(paths, batch_size=2)
+    np.testing.assert_array_equal(scores, [v.score for v in verdicts])
+    np.testing.assert_array_equal(m.calibration.p_values(scores), [v.p_value for v in verdicts])
+    assert m.score_files([]).shape == (0,)

@@ -261,10 +261,26 @@ class InspectionModel:
                                None if paths[i] is None else str(paths[i])))
         return out
 
-    def inspect_files(self, paths: list[str | Path]) -> list[Verdict]:
-        """Read image files and inspect them; a bad file raises an InputError naming it."""
+    def inspect_files(self, paths: list[str | Path], batch_size: int = 64) -> list[Verdict]:
+        """Read image files and inspect them, ``batch_size`` at a time; a bad file raises an
+        InputError naming it."""
         paths = [Path(p) for p in paths]
-        return self.inspect([read_image(p) for p in paths], paths)
+        out: list[Verdict] = []
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start:start + batch_size]
+            out += self.inspect([read_image(p) for p in chunk], chunk)
+        return out
+
+    def score_files(self, paths: list[str | Path], batch_size: int = 64) -> np.ndarray:
+        """``(N,)`` image scores of files, ``batch_size`` at a time, keeping no maps: for checks over
+        many images (drift, re-thresholding). ``calibration.p_values`` turns them into p-values."""
+        paths = [Path(p) for p in paths]
+        scores = [np.zeros(0)]
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start:start + batch_size]
+            x = self.preprocessor.apply_all([read_image(p) for p in chunk], chunk)
+            scores.append(self._image_scores(x, self._detector_maps(x)))
+        return np.concatenate(scores)
 
     def normalized_scores(self, scores: np.ndarray) -> np.ndarray:
         """0–1 for people, exactly 0.5 at the threshold (see ``kizu.guarantees.normalised_score``)."""

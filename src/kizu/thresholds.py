@@ -47,7 +47,7 @@ def apply_rule(model, rule: str, *, data: Path | None = None, alpha: float | Non
         ts = test_set(data)
         if ts.labels.min() == ts.labels.max():
             raise KizuError(f"{data}: rule {rule!r} needs both good and defective test images")
-        scores = np.array([v.score for v in model.inspect_files(ts.paths)])
+        scores = model.score_files(ts.paths)
         if rule == "f1":
             op, params = f1_optimal(scores, ts.labels), {}
         elif rule == "youden":

@@ -31,7 +31,7 @@ def drift(
     if n_cal == 0:
         raise KizuError(f"{model_dir}: the model has no held-out calibration scores (trained with calibration fraction 0)")
     paths = [p for p, _ in expand_inputs(images)]
-    p = np.array([v.p_value for v in model.inspect_files(paths)])
+    p = model.calibration.p_values(model.score_files(paths))
     res = drift_test(p, n_cal, alpha=model.calibration.alpha, level=level)
     if as_json:
         typer.echo(json.dumps(res.to_dict(), indent=2))
