@@ -86,3 +86,12 @@ def test_detector_option_values_parse_as_json_and_none_means_null():
     assert parse_options(["feature_dim=None", "k=3", "whiten=true", "stages=[1,2]", "backbone=lite0",
                           "max-memory=null"]) == {
         "feature_dim": None, "k": 3, "whiten": True, "stages": [1, 2], "backbone": "lite0", "max_memory": None}
+
+
+def test_bench_command_runs_and_writes_rows(tmp_path):
+    out = tmp_path / "rows.json"
+    res = run("bench", "--size", 20, "--no-peers", "--no-fine", "--only", "mt", "--out", out)
+    assert res.exit_code == 0, res.output
+    rows = json.loads(out.read_text())
+    assert {r["task"] for r in rows} == {"shapes-seed-n20", "shapes-intended-n20"}
+    assert all(r["detector"] == "mt" and 0.5 < r["image_auroc"] <= 1.0 for r in rows)
