@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from . import plots
-from .images import ImageFiles, LabelledSet, atomic_write_bytes, atomic_write_text, read_image, read_mask
+from .images import ImageFiles, LabelledSet, atomic_write_bytes, atomic_write_text, read_mask
 from .metrics import aupro, image_metrics, per_type_table, pixel_auroc, roc_points
 from .model import InspectionModel, Verdict
 from .operating_points import f1_optimal, far_miss_curve, threshold_table
@@ -37,14 +37,7 @@ def evaluate(model: InspectionModel, test: LabelledSet) -> Evaluation:
     and pixel_auroc, aupro when ground-truth masks exist.
     """
     # batch by batch: a large test set of big images is never all in memory (only its maps)
-    verdicts, masks = [], []
-    for start in range(0, len(test.paths), EVAL_BATCH):
-        paths = test.paths[start:start + EVAL_BATCH]
-        batch = [read_image(p) for p in paths]
-        verdicts += model.inspect(batch, paths)
-        if test.has_masks:
-            masks += [read_mask(mp, img.shape[1:]) if mp is not None else np.zeros(img.shape[1:], bool)
-                      for mp, img in zip(test.mask_paths[start:start + EVAL_BATCH], batch)]
+    verdicts = model.inspect_files(test.paths, batch_size=EVAL_BATCH)
     scores = np.array([v.score for v in verdicts])
     predicted = np.array([v.defective for v in verdicts])
     m = image_metrics(test.labels, scores, predicted)
@@ -53,8 +46,10 @@ def evaluate(model: InspectionModel, test: LabelledSet) -> Evaluation:
     m["alpha"] = model.calibration.alpha
     m["threshold_rule"] = model.calibration.rule
     m["n_test"], m["n_good"], m["n_defective"] = len(scores), int((test.labels == 0).sum()), int(test.labels.sum())
-    if test.has_masks:
+    if test.has_masks:  # maps are at each input's resolution, so masks are read at the maps' size
         maps = [v.anomaly_map for v in verdicts]
+        masks = [read_mask(mp, m.shape) if mp is not None else np.zeros(m.shape, bool)
+                 for mp, m in zip(test.mask_paths, maps)]
         m["pixel_auroc"] = pixel_auroc(masks, maps)
         m["aupro"] = aupro(masks, maps)
     ev = Evaluation(m, per_type_table(test.labels, test.defect_types, scores, predicted), verdicts,

@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import KizuError
+from .preprocess import resize_maps
 
 BACKBONES = ("pixels", "lite0", "random")
 DEFAULT_STAGES = {"pixels": (0, 1, 2), "lite0": (1, 2), "random": (1, 2)}
@@ -76,10 +77,7 @@ def as_image_batch(images: np.ndarray) -> np.ndarray:
 
 def upsample_maps(maps: np.ndarray | torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     """``(N, h, w)`` grid maps → ``(N, H, W)`` float32, bilinear (cell centres aligned)."""
-    t = torch.as_tensor(maps, dtype=torch.float32)[:, None]
-    if tuple(t.shape[-2:]) != tuple(size):
-        t = F.interpolate(t, size=tuple(size), mode="bilinear", align_corners=False)
-    return t[:, 0].numpy().astype(np.float32)
+    return resize_maps(np.asarray(maps, dtype=np.float32), tuple(size))
 
 
 def _int(a) -> int:

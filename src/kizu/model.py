@@ -130,11 +130,7 @@ class InspectionModel:
         paths = [Path(p) for p in paths] if paths is not None else [Path(f"image[{i}]") for i in range(len(images))]
         pre = Preprocessor.for_training(images, paths, resize_to=resize, tile=tile, tile_stride=tile_stride,
                                         max_side=max_side)
-        x = np.empty((len(images), pre.channels, *pre.size), np.float32)
-        for i, p in enumerate(paths):
-            x[i] = pre.apply(images[i], p)
-            if isinstance(images, list):  # our own list (``_as_image_list``): free each image once done
-                images[i] = None
+        x = pre.apply_all(images, paths)  # ImageFiles: one file in memory at a time
         del images
         if detector is None:  # the benchmark's all-round choice (kizu.detectors.DEFAULT_DETECTOR)
             detector, detector_options = DEFAULT_DETECTOR, {**DEFAULT_OPTIONS, **(detector_options or {})}

@@ -81,6 +81,13 @@ def _nearest(dist: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(dist, axis=1, kind="stable")[:, :k]
 
 
+def _loo_local_means(desc: np.ndarray, scores: np.ndarray, spread: np.ndarray, k: int) -> np.ndarray:
+    """``(M,)`` mean score of each reference image's ``k`` nearest others (itself left out)."""
+    dist = _distances(desc, desc, spread)
+    np.fill_diagonal(dist, np.inf)
+    return scores[_nearest(dist, min(k, len(scores) - 1))].mean(axis=1)
+
+
 def neighbour_weight(scores: np.ndarray, local_means: np.ndarray) -> float:
     """Share of the variance of ``scores`` explained by ``local_means`` (leave-one-out predictions):
     R² clipped to [0, 1]."""
@@ -115,11 +122,8 @@ class ScoreReference:
         # does not blow rounding noise up into distances
         spread = np.maximum(desc.std(axis=0), 1e-3 * np.abs(desc.mean(axis=0)) + 1e-9)
         weight = 0.0
-        kk = min(int(k), len(desc) - 1)
-        if kk >= 1 and np.all(np.isfinite(scores)) and scores.mean() > 0:
-            dist = _distances(desc, desc, spread)
-            np.fill_diagonal(dist, np.inf)  # leave each image out of its own prediction
-            weight = neighbour_weight(scores, scores[_nearest(dist, kk)].mean(axis=1))
+        if len(desc) >= 2 and np.all(np.isfinite(scores)) and scores.mean() > 0:
+            weight = neighbour_weight(scores, _loo_local_means(desc, scores, spread, int(k)))
         return cls(desc, scores, spread, weight, int(k))
 
     def factors(self, descriptors: np.ndarray) -> np.ndarray:
@@ -127,7 +131,8 @@ class ScoreReference:
         desc = np.asarray(descriptors, dtype=np.float64)
         if self.weight <= 0 or len(desc) == 0:
             return np.ones(len(desc))
-        return self._factors(_distances(desc, self.descriptors, self.spread), min(self.k, len(self.scores)))
+        dist = _distances(desc, self.descriptors, self.spread)
+        return self._factors(self.scores[_nearest(dist, min(self.k, len(self.scores)))].mean(axis=1))
 
     def own_factors(self) -> np.ndarray:
         """``(M,)`` multipliers for the reference images' own scores, each image left out of its own
@@ -135,12 +140,9 @@ class ScoreReference:
         adjusted test scores."""
         if self.weight <= 0:
             return np.ones(len(self.scores))
-        dist = _distances(self.descriptors, self.descriptors, self.spread)
-        np.fill_diagonal(dist, np.inf)
-        return self._factors(dist, min(self.k, len(self.scores) - 1))
+        return self._factors(_loo_local_means(self.descriptors, self.scores, self.spread, self.k))
 
-    def _factors(self, dist: np.ndarray, k: int) -> np.ndarray:
-        local = self.scores[_nearest(dist, k)].mean(axis=1)
+    def _factors(self, local: np.ndarray) -> np.ndarray:
         overall = float(self.scores.mean())
         return overall / np.maximum((1.0 - self.weight) * overall + self.weight * local, 1e-12 * overall)
 
