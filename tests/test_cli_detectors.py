@@ -95,3 +95,11 @@ def test_bench_command_runs_and_writes_rows(tmp_path):
     rows = json.loads(out.read_text())
     assert {r["task"] for r in rows} == {"shapes-seed-n20", "shapes-intended-n20"}
     assert all(r["detector"] == "mt" and 0.5 < r["image_auroc"] <= 1.0 for r in rows)
+
+
+def test_device_flag_reaches_the_default_detector(shapes_dir, tmp_path):
+    res = run("train", shapes_dir, "--out", tmp_path / "m", "--quiet", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    assert "device" not in json.loads((tmp_path / "m" / "model.json").read_text())["detector"]["config"]
+    res = run("train", shapes_dir, "--out", tmp_path / "m2", "--device", "gpu")
+    assert res.exit_code == 2 and "--device 'gpu'" in res.output and not (tmp_path / "m2").exists()

@@ -466,3 +466,62 @@ def test_patch_knn_brightness_finds_faint_stains_on_a_weave():
         if brightness:
             assert np.array_equal(_roundtrip(det).anomaly_maps(test[:3]), det.anomaly_maps(test[:3]))
     assert aurocs[2.0] >= 0.8 and aurocs[2.0] > aurocs[0.0] + 0.1, aurocs
+
+
+no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.parametrize("cls", DETECTORS)
+def test_device_is_not_a_hyper_parameter_and_cpu_equals_auto_here(cls):
+    ds = make_shapes(20, 4, 4, jitter="intended", seed=2)
+    auto = cls().fit(ds.train, seed=1)
+    cpu = cls(device="cpu").fit(ds.train, seed=1)
+    assert "device" not in cpu.config()
+    if not torch.cuda.is_available():
+        assert np.array_equal(auto.anomaly_maps(ds.test), cpu.anomaly_maps(ds.test))
+    # moving a fitted detector keeps its maps (here: to the CPU it is already on)
+    assert np.array_equal(cpu.to("cpu").anomaly_maps(ds.test), cpu.anomaly_maps(ds.test))
+
+
+@no_cuda
+@pytest.mark.parametrize("cls", DETECTORS)
+def test_asking_for_a_missing_gpu_is_a_clear_option_error(cls):
+    from kizu.errors import OptionError
+
+    with pytest.raises(OptionError, match="no CUDA GPU"):
+        cls(device="cuda")
+    with pytest.raises(OptionError, match="expected auto, cpu or cuda"):
+        cls(device="gpu")
+
+
+@needs_cuda
+def test_gpu_scores_what_the_cpu_scores_and_repeats_itself():
+    ds = make_shapes(30, 5, 5, jitter="intended", seed=4)
+    opts = dict(backbone="lite0", brightness=2.0, brightness_surround=15, k=3)
+    cpu = PatchKNNDetector(device="cpu", **opts).fit(ds.train, seed=2)
+    m_cpu = cpu.anomaly_maps(ds.test)
+    # the same fitted memory searched on the GPU: float rounding only
+    assert np.allclose(cpu.to("cuda").anomaly_maps(ds.test), m_cpu, rtol=1e-4, atol=1e-4 * float(m_cpu.max()))
+    # fitted on the GPU: the same seed gives the same maps (the coreset may differ from the CPU's, as
+    # rounding changes which of two nearly equidistant patches the greedy search takes)
+    m_gpu = PatchKNNDetector(device="cuda", **opts).fit(ds.train, seed=2).anomaly_maps(ds.test)
+    assert np.array_equal(PatchKNNDetector(device="cuda", **opts).fit(ds.train, seed=2).anomaly_maps(ds.test), m_gpu)
+
+
+@needs_cuda
+def test_the_pixels_backbone_stays_on_the_cpu():
+    assert PatchKNNDetector(backbone="pixels").torch_device.type == "cpu"
+    with pytest.warns(RuntimeWarning, match="runs on the CPU"):
+        det = PatchGaussianDetector(device="cuda")
+    assert det.torch_device.type == "cpu" and det.features.device.type == "cpu"
+
+
+@needs_cuda
+def test_nn_index_on_the_gpu_equals_the_cpu():
+    rng = np.random.default_rng(0)
+    mem, q = rng.normal(size=(3000, 24)).astype(np.float32), rng.normal(size=(500, 24)).astype(np.float32)
+    d_cpu, i_cpu = NNIndex(mem).search(q, 3, return_indices=True)
+    d_gpu, i_gpu = NNIndex(mem, device="cuda").search(q, 3, return_indices=True)
+    assert np.allclose(d_gpu, d_cpu, atol=1e-4) and (i_gpu == i_cpu).mean() > 0.99
+    assert np.array_equal(kcenter_greedy(mem, 50, seed=1, device="cuda"), kcenter_greedy(mem, 50, seed=1))

@@ -28,9 +28,9 @@ MATMUL_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16":
 RERANK = 3
 
 
-def _tensor(x) -> torch.Tensor:
+def _tensor(x, device: torch.device | str | None = None) -> torch.Tensor:
     t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
-    return t.to(torch.float32).contiguous()
+    return t.to(device=device, dtype=torch.float32).contiguous()
 
 
 def random_projection(x, dim: int, *, seed: int = 0) -> torch.Tensor:
@@ -38,9 +38,9 @@ def random_projection(x, dim: int, *, seed: int = 0) -> torch.Tensor:
     t = _tensor(x)
     if t.shape[1] <= dim:
         return t
-    g = torch.Generator().manual_seed(int(seed))
+    g = torch.Generator().manual_seed(int(seed))  # drawn on the CPU: the same projection on any device
     proj = torch.randn(t.shape[1], dim, generator=g, dtype=torch.float32) / np.sqrt(dim)
-    return t @ proj
+    return t @ proj.to(t.device)
 
 
 def kcenter_greedy(
@@ -51,15 +51,16 @@ def kcenter_greedy(
     proj_dim: int | None = 128,
     start: int | None = None,
     candidates: int | None = None,
+    device: torch.device | str | None = None,
 ) -> np.ndarray:
     """Indices (int64, in selection order) of ``n`` greedy k-center rows of ``x`` ``(N, D)``.
 
     Deterministic for a given ``seed`` (the first centre, the projection and the candidate subset).
     Ties go to the lowest index. ``n >= N`` returns every row. ``candidates``: choose among a
     seeded random subset of at most that many rows (never fewer than ``n``); ``start`` then
-    indexes that subset.
+    indexes that subset. ``device``: where the distances are computed (default: the CPU).
     """
-    t = _tensor(x)
+    t = _tensor(x, device)
     N = t.shape[0]
     if N == 0 or n <= 0:
         return np.zeros(0, dtype=np.int64)
@@ -68,7 +69,8 @@ def kcenter_greedy(
     if candidates is not None and max(int(candidates), n) < N:
         rng = np.random.default_rng([int(seed), 1])
         subset = np.sort(rng.choice(N, max(int(candidates), n), replace=False))
-        return subset[kcenter_greedy(t[torch.from_numpy(subset)], n, seed=seed, proj_dim=proj_dim, start=start)]
+        return subset[kcenter_greedy(t[torch.from_numpy(subset).to(t.device)], n, seed=seed, proj_dim=proj_dim,
+                                     start=start)]
     if proj_dim is not None and t.shape[1] > proj_dim:
         t = random_projection(t, proj_dim, seed=seed)
     t = t - t.mean(dim=0, keepdim=True)
@@ -77,8 +79,8 @@ def kcenter_greedy(
         start = int(np.random.default_rng(seed).integers(N))
     chosen = np.empty(n, dtype=np.int64)
     idx = int(start)
-    min_d = torch.full((N,), float("inf"))
-    d = torch.empty(N)
+    min_d = torch.full((N,), float("inf"), device=t.device)
+    d = torch.empty(N, device=t.device)
     for i in range(n):
         chosen[i] = idx
         # squared distances to the new centre: ‖x‖² + ‖c‖² − 2 x·c (two passes over the rows)
@@ -94,13 +96,15 @@ class NNIndex:
     """A memory bank prepared once for repeated nearest-neighbour queries (see :func:`nn_distances`).
 
     Holds the memory centred on its mean, its squared norms and, for a low-precision
-    ``matmul_dtype``, a converted copy; ``search`` then only pays for the queries.
+    ``matmul_dtype``, a converted copy, on ``device`` (default: the CPU); ``search`` then only pays
+    for the queries (numpy or tensors from anywhere in, numpy out).
     """
 
-    def __init__(self, memory, matmul_dtype: str = "float32"):
+    def __init__(self, memory, matmul_dtype: str = "float32", device: torch.device | str | None = None):
         if matmul_dtype not in MATMUL_DTYPES:
             raise ValueError(f"matmul_dtype must be one of {tuple(MATMUL_DTYPES)}, not {matmul_dtype!r}")
-        m = _tensor(memory)
+        m = _tensor(memory, device)
+        self.device = m.device
         if m.ndim != 2 or m.shape[0] == 0:
             raise ValueError("the memory bank is empty")
         self.matmul_dtype = matmul_dtype
@@ -135,7 +139,7 @@ class NNIndex:
         without finding the winners' indices and recomputing them — faster, with an absolute error
         around 1e-3 of the vectors' norms (visible only for distances near 0).
         """
-        q = _tensor(queries)
+        q = _tensor(queries, self.device)
         if q.ndim != 2 or q.shape[1] != self.m.shape[1]:
             raise ValueError(f"queries have {q.shape[-1]} columns, the memory {self.m.shape[1]}")
         m, M = self.m, self.m.shape[0]
@@ -143,15 +147,15 @@ class NNIndex:
         if exclude is not None:
             if exact or return_indices or self.low:
                 raise ValueError("exclude works with exact=False, float32 and no indices")
-            exclude = torch.as_tensor(np.asarray(exclude, dtype=bool))
+            exclude = torch.as_tensor(np.asarray(exclude, dtype=bool), device=self.device)
             if exclude.shape != (M,) or int((~exclude).sum()) < k:
                 raise ValueError(f"exclude must be {M} booleans leaving at least k = {k} rows")
         if not exact and not return_indices and not self.low:
             return self._search_values(q, k, query_chunk, memory_chunk, exclude)
         # candidates kept per query: k, or k + RERANK from a low-precision screening
         kc = min(k + RERANK, M) if self.low else k
-        out_d = torch.empty((q.shape[0], k), dtype=torch.float32)
-        out_i = torch.empty((q.shape[0], k), dtype=torch.int64)
+        out_d = torch.empty((q.shape[0], k), dtype=torch.float32, device=self.device)
+        out_i = torch.empty((q.shape[0], k), dtype=torch.int64, device=self.device)
         for a in range(0, q.shape[0], query_chunk):
             qc = q[a : a + query_chunk] - self.centre
             qc_low = qc.to(self._dt) if self.low else qc
@@ -184,14 +188,14 @@ class NNIndex:
             exact_d, pos = torch.sort(exact_d, dim=1, stable=True)
             out_d[a : a + len(qc)] = exact_d[:, :k]
             out_i[a : a + len(qc)] = torch.gather(best_i, 1, pos[:, :k])
-        dist = out_d.numpy()
-        return (dist, out_i.numpy()) if return_indices else dist
+        dist = out_d.cpu().numpy()
+        return (dist, out_i.cpu().numpy()) if return_indices else dist
 
     def _search_values(self, q: torch.Tensor, k: int, query_chunk: int, memory_chunk: int,
                        exclude: torch.Tensor | None = None) -> np.ndarray:
         M = self.m.shape[0]
         mm = self.mm if exclude is None else self.mm.masked_fill(exclude, float("inf"))
-        out = torch.empty((q.shape[0], k), dtype=torch.float32)
+        out = torch.empty((q.shape[0], k), dtype=torch.float32, device=self.device)
         for a in range(0, q.shape[0], query_chunk):
             qc = q[a : a + query_chunk] - self.centre
             best = None
@@ -207,7 +211,7 @@ class NNIndex:
                     best = cd
             qq = (qc * qc).sum(dim=1, keepdim=True)
             out[a : a + len(qc)] = (best + qq).clamp_min_(0.0).sqrt_()
-        return out.numpy()
+        return out.cpu().numpy()
 
 
 def nn_distances(

@@ -35,7 +35,11 @@ ones in a Euclidean distance.
 
 State: the PCA, and for a random network its seed and BatchNorm statistics (pretrained weights
 come from the package and are never stored). Everything is numpy arrays. The pretrained network
-is loaded once per process and shared (it is frozen).
+is loaded once per process and device and shared (it is frozen).
+
+``device`` (``"cpu"`` or ``"cuda"``, ``to(device)`` later): where the network (or the patch pyramid)
+runs; features come back as numpy arrays either way. It is not part of the configuration: a model
+fitted on a GPU loads on a CPU (scores then agree to float rounding, about 1e-5 relative).
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ import torch.nn.functional as F
 
 from .errors import KizuError
 from .preprocess import resize_maps
+from .torch_utils import full_precision_convs
 
 BACKBONES = ("pixels", "lite0", "random")
 DEFAULT_STAGES = {"pixels": (0, 1, 2), "lite0": (1, 2), "random": (1, 2)}
@@ -61,8 +66,8 @@ BRIGHTNESS_WINDOWS = (3, 7)
 #: feature vectors sampled (at most) to fit the PCA
 PCA_SAMPLES = 50_000
 
-#: frozen pretrained feature extractors, loaded once per process (stages → network)
-_PRETRAINED_NETS: dict[tuple[int, ...], torch.nn.Module] = {}
+#: frozen pretrained feature extractors, loaded once per process ((stages, device) → network)
+_PRETRAINED_NETS: dict[tuple[tuple[int, ...], str], torch.nn.Module] = {}
 
 
 def as_image_batch(images: np.ndarray) -> np.ndarray:
@@ -102,6 +107,16 @@ def _relative_brightness(t: torch.Tensor, grid: tuple[int, int], surround: int =
     return torch.cat([local_mean(w) for w in BRIGHTNESS_WINDOWS], dim=1) / ref.clamp_min(1e-3) - 1.0
 
 
+def _pretrained_net(stages: tuple[int, ...], device: torch.device) -> torch.nn.Module:
+    """The frozen pretrained extractor for ``stages`` on ``device``, loaded once per process."""
+    from .backbones.efficientnet_lite import lite0_feature_extractor
+
+    key = (stages, str(device))
+    if key not in _PRETRAINED_NETS:
+        _PRETRAINED_NETS[key] = lite0_feature_extractor(stages=stages, pretrained=True).to(device).eval()
+    return _PRETRAINED_NETS[key]
+
+
 def _pool_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(x.shape[-2:]) == tuple(size):
         return x
@@ -127,6 +142,7 @@ class LocalFeatures:
         whiten: bool = False,
         brightness: float = 0.0,
         brightness_surround: int = 0,
+        device: str | torch.device = "cpu",
     ):
         if backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, not {backbone!r}")
@@ -161,6 +177,7 @@ class LocalFeatures:
             raise ValueError(f"brightness_surround must be 0 (the image's mean) or an odd number of cells >= 3, "
                              f"not {brightness_surround}")
         self.brightness_surround = int(brightness_surround)
+        self.device = torch.device(device)
         self._net: torch.nn.Module | None = None
         self._net_seed = 0
         self._net_pretrained = False
@@ -169,6 +186,16 @@ class LocalFeatures:
         self._channels: int | None = None
         self._brightness_scale = np.ones(self._brightness_dim, np.float32)
         self._fitted = False
+
+    def to(self, device: str | torch.device) -> "LocalFeatures":
+        """Run on ``device`` from now on (moves a fitted network there)."""
+        self.device = torch.device(device)
+        if self._net is not None:
+            if self._net_pretrained:  # shared and frozen: take (or make) that device's copy
+                self._net = _pretrained_net(tuple(self.stages), self.device)
+            else:
+                self._net = self._net.to(self.device)
+        return self
 
     # -- configuration -----------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
@@ -291,18 +318,17 @@ class LocalFeatures:
 
         pretrained = self.backbone == "lite0" and weights_path() is not None
         key = tuple(self.stages)
-        if pretrained and key in _PRETRAINED_NETS:
-            net = _PRETRAINED_NETS[key]
+        if pretrained:
+            net = _pretrained_net(key, self.device)
         else:
             calib = None
-            if calibration is not None and not pretrained:  # BatchNorm statistics of a random network
+            if calibration is not None:  # BatchNorm statistics of a random network (on the CPU)
                 step = self.batch_size
                 calib = torch.cat([self._prepare(calibration[i : i + step]) for i in range(0, len(calibration), step)])
+            # "lite0" here means the weights package is missing: this warns once and uses random weights
             net = lite0_feature_extractor(
                 stages=key, pretrained=self.backbone == "lite0", calibration_images=calib, seed=seed
-            )
-            if getattr(net, "pretrained", False):
-                _PRETRAINED_NETS[key] = net
+            ).to(self.device)
         self._net = net.eval()
         self._net_seed = seed
         self._net_pretrained = bool(getattr(net, "pretrained", False))
@@ -388,12 +414,16 @@ class LocalFeatures:
         """Yield (start, raw features (n, D, h, w) float32 tensor) batch by batch."""
         grid = self._grid(*x.shape[-2:])
         for i in range(0, len(x), self.batch_size):
-            t = torch.from_numpy(np.ascontiguousarray(x[i : i + self.batch_size]))
-            f = self._pixels(t, grid) if self.backbone == "pixels" else self._network(t, grid)
+            t = torch.from_numpy(np.ascontiguousarray(x[i : i + self.batch_size])).to(self.device)
+            if self.backbone == "pixels":
+                f = self._pixels(t, grid)
+            else:
+                with full_precision_convs():
+                    f = self._network(t, grid)
             if self.brightness:
-                scale = torch.from_numpy(self._brightness_scale)[None, :, None, None]
+                scale = torch.from_numpy(self._brightness_scale).to(self.device)[None, :, None, None]
                 f = torch.cat([f, scale * _relative_brightness(t, grid, self.brightness_surround)], dim=1)
-            yield i, f
+            yield i, f.cpu()
 
     @torch.no_grad()
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, float]:
@@ -441,7 +471,7 @@ class LocalFeatures:
             if not self._net_pretrained:  # BatchNorm statistics re-estimated on the training images
                 for name, buf in self._net.named_buffers():
                     if name.endswith(("running_mean", "running_var")):
-                        state[f"net.{name}"] = buf.numpy().copy()
+                        state[f"net.{name}"] = buf.cpu().numpy().copy()
         return state
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:

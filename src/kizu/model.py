@@ -29,6 +29,7 @@ from .reference import ScoreReference, image_descriptors
 from .regions import find_regions
 from .scoring import ScoreRule, smooth_maps
 from .tiling import extract_tiles, stitch_maps
+from .torch_utils import resolve_device
 
 FORMAT_VERSION = 1
 #: ``calibration="auto"`` uses cross-conformal calibration up to this many good images
@@ -330,6 +331,8 @@ class InspectionModel:
     def load(cls, path: str | Path, *, device: str | None = None) -> "InspectionModel":
         """Read a model folder; a damaged or incompatible one raises ModelFileError saying what is wrong."""
         path = Path(path)
+        if device is not None:
+            resolve_device(device)  # a bad --device is the caller's problem, not the model file's
         if path.is_file() and path.name == MODEL_JSON:
             path = path.parent
         if not path.is_dir():

@@ -2,17 +2,63 @@
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 
+from .errors import OptionError
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` takes a CUDA GPU when there is one, else the CPU."""
+# cuBLAS is deterministic only with a fixed workspace; it reads this when its first handle is made
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` takes a CUDA GPU when there is one, else the CPU; ``cpu``, ``cuda``, ``cuda:N``."""
+    if isinstance(device, torch.device):
+        return device
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for but no CUDA GPU is available")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise OptionError(f"--device {device!r}: expected auto, cpu or cuda") from None
+    if resolved.type not in ("cpu", "cuda"):
+        raise OptionError(f"--device {device!r}: expected auto, cpu or cuda")
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise OptionError(f"--device {device}: no CUDA GPU is available here (use --device cpu or auto)")
+    return resolved
+
+
+@contextmanager
+def deterministic_kernels(device: torch.device):
+    """While training on a GPU: deterministic cuDNN and PyTorch kernels (same seed → same weights;
+    by default cuDNN picks backward algorithms that add in a varying order). No-op on the CPU."""
+    if device.type != "cuda":
+        yield
+        return
+    cudnn = torch.backends.cudnn
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             cudnn.deterministic, cudnn.benchmark)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    cudnn.deterministic, cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        cudnn.deterministic, cudnn.benchmark = saved[2], saved[3]
+
+
+@contextmanager
+def full_precision_convs():
+    """Convolutions in full float32 on a GPU (no TF32), so features match the CPU's to ~1e-6."""
+    saved = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved
 
 
 def seeded_generator(seed: int | None) -> torch.Generator:
@@ -34,7 +80,8 @@ def load_numpy_state(module: torch.nn.Module, state: dict[str, np.ndarray], pref
 def batched(fn, images: np.ndarray, device: torch.device, batch_size: int = 64) -> list[torch.Tensor]:
     """Apply ``fn`` to ``(N, C, H, W)`` arrays in batches; returns the CPU outputs per batch."""
     outs = []
-    for i in range(0, len(images), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size], dtype=np.float32)).to(device)
-        outs.append(fn(x).cpu())
+    with full_precision_convs():  # on a GPU: the CPU's numbers (to ~1e-6), not TF32's
+        for i in range(0, len(images), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size], dtype=np.float32)).to(device)
+            outs.append(fn(x).cpu())
     return outs

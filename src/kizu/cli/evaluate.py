@@ -20,7 +20,7 @@ def evaluate(
     model_dir: Path = typer.Argument(..., metavar="MODEL", help="model folder written by `kizu train`"),
     data: Path = typer.Argument(..., help="MVTec-AD category folder with test/ (and ground_truth/)"),
     out: Path = typer.Option(Path("kizu-eval"), "--out", "-o", help="folder for metrics.json, figures, report.html"),
-    device: str = typer.Option(None, help="auto | cpu | cuda (default: as trained)"),
+    device: str = typer.Option(None, help="auto (a CUDA GPU when there is one) | cpu | cuda"),
 ):
     """Evaluate a model: confusion matrix, AUROC/AUPR, F1, pixel AUROC/AUPRO; writes report.html."""
     model = InspectionModel.load(model_dir, device=device)

@@ -32,7 +32,7 @@ def predict(
     out: Path = typer.Option(..., "--out", "-o", help="results CSV: path, score, p_value, defective, ..."),
     maps: Path = typer.Option(None, help="write one float32 .npy anomaly map per image (H, W) here"),
     overlays: Path = typer.Option(None, help="write one PNG overlay per image here (heat map + defect boxes)"),
-    device: str = typer.Option(None, help="auto | cpu | cuda (default: as trained)"),
+    device: str = typer.Option(None, help="auto (a CUDA GPU when there is one) | cpu | cuda"),
     batch_size: int = typer.Option(64, help="images inspected at once"),
 ):
     """Inspect images. All inputs are read and checked before anything is written."""

@@ -22,7 +22,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..losses import LOSSES, error_map, training_loss
-from ..torch_utils import batched, load_numpy_state, resolve_device, seeded_generator, state_to_numpy
+from ..torch_utils import (batched, deterministic_kernels, load_numpy_state, resolve_device, seeded_generator,
+                           state_to_numpy)
 from .base import Detector, ProgressFn
 from .registry import register
 
@@ -169,35 +170,36 @@ class AutoencoderDetector(Detector):
         opt = torch.optim.Adam(net.parameters(), lr=p["lr"], eps=1e-7)
         best, best_state, since_best = math.inf, None, 0
         self.history = {"loss": [], "val_loss": []}
-        for epoch in range(epochs):
-            net.train()
-            perm = torch.randperm(len(x_train), generator=g)
-            total = 0.0
-            for i in range(0, len(x_train), bs):
-                target = x_train[perm[i:i + bs].to(device)]
-                x_in = _augment(target, g, p["flips"]) if p["augment"] else target
-                if p["augment"]:
-                    target = x_in
-                if p["denoise"] > 0:
-                    x_in = x_in + p["denoise"] * torch.randn(x_in.shape, generator=g).to(device)
-                loss = training_loss(target, net(x_in), p["loss"])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total += loss.item() * len(target)
-            self.history["loss"].append(total / len(x_train))
-            val = self._eval_loss(x_val) if n_val else math.nan
-            self.history["val_loss"].append(val)
-            if progress is not None:
-                progress(epoch + 1, epochs, {"loss": self.history["loss"][-1], "val_loss": val})
-            if p["patience"] and n_val:
-                if val < best - 1e-7:
-                    best, since_best = val, 0
-                    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-                else:
-                    since_best += 1
-                    if since_best >= p["patience"]:
-                        break
+        with deterministic_kernels(device):  # same seed → same weights on a GPU too
+            for epoch in range(epochs):
+                net.train()
+                perm = torch.randperm(len(x_train), generator=g)
+                total = 0.0
+                for i in range(0, len(x_train), bs):
+                    target = x_train[perm[i:i + bs].to(device)]
+                    x_in = _augment(target, g, p["flips"]) if p["augment"] else target
+                    if p["augment"]:
+                        target = x_in
+                    if p["denoise"] > 0:
+                        x_in = x_in + p["denoise"] * torch.randn(x_in.shape, generator=g).to(device)
+                    loss = training_loss(target, net(x_in), p["loss"])
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    total += loss.item() * len(target)
+                self.history["loss"].append(total / len(x_train))
+                val = self._eval_loss(x_val) if n_val else math.nan
+                self.history["val_loss"].append(val)
+                if progress is not None:
+                    progress(epoch + 1, epochs, {"loss": self.history["loss"][-1], "val_loss": val})
+                if p["patience"] and n_val:
+                    if val < best - 1e-7:
+                        best, since_best = val, 0
+                        best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                    else:
+                        since_best += 1
+                        if since_best >= p["patience"]:
+                            break
         if best_state is not None:
             net.load_state_dict(best_state)
         net.eval()

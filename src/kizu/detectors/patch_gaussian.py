@@ -108,6 +108,7 @@ class PatchGaussianDetector(GridMapDetector):
         center: bool = False,
         max_grid: int = 64,
         input_size: int = 224,
+        device: str = "auto",
     ):
         if pool < 0:
             raise ValueError(f"pool must be >= 0, not {pool}")
@@ -116,6 +117,7 @@ class PatchGaussianDetector(GridMapDetector):
         if isinstance(shrinkage, str) and shrinkage != "ledoit-wolf":
             raise ValueError(f"shrinkage must be 'ledoit-wolf' or a number in [0, 1], not {shrinkage!r}")
         super().__init__(
+            device=device,
             backbone=backbone,
             stages=None if stages is None else [int(s) for s in stages],
             feature_dim=None if feature_dim is None else int(feature_dim),
@@ -139,7 +141,7 @@ class PatchGaussianDetector(GridMapDetector):
             stages = list(PIXEL_STAGES)
         return LocalFeatures(
             backbone=p["backbone"], stages=stages, patch=p["patch"], max_grid=p["max_grid"],
-            center=p["center"], dim=p["feature_dim"], input_size=p["input_size"],
+            center=p["center"], dim=p["feature_dim"], input_size=p["input_size"], device=self.torch_device,
         )
 
     def fit(self, images, *, seed: int | None = None, progress: ProgressFn | None = None) -> "PatchGaussianDetector":

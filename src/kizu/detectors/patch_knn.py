@@ -125,6 +125,7 @@ class PatchKNNDetector(GridMapDetector):
         brightness: float = 0.0,
         brightness_surround: int = 0,
         matmul_dtype: str = "float32",
+        device: str = "auto",
     ):
         if k < 1:
             raise ValueError(f"k must be >= 1, not {k}")
@@ -141,6 +142,7 @@ class PatchKNNDetector(GridMapDetector):
         if edge_cells < 0:
             raise ValueError(f"edge_cells must be >= 0, not {edge_cells}")
         super().__init__(
+            device=device,
             backbone=backbone,
             stages=None if stages is None else [int(s) for s in stages],
             k=int(k),
@@ -181,7 +183,7 @@ class PatchKNNDetector(GridMapDetector):
             backbone=p["backbone"], stages=p["stages"], patch=p["patch"], max_grid=p["max_grid"],
             center=p["center"], dim=p["feature_dim"], input_size=p["input_size"],
             max_upscale=p["max_upscale"], pad=p["pad"], whiten=p["whiten"],
-            brightness=p["brightness"], brightness_surround=p["brightness_surround"],
+            brightness=p["brightness"], brightness_surround=p["brightness_surround"], device=self.torch_device,
         )
 
     def fit(self, images, *, seed: int | None = None, progress: ProgressFn | None = None) -> "PatchKNNDetector":
@@ -201,9 +203,10 @@ class PatchKNNDetector(GridMapDetector):
             n = min(p["max_memory"], math.ceil(p["coreset_fraction"] * len(vecs)))
         if progress:
             progress(2, 3, {"patches": float(len(vecs)), "memory": float(min(n, len(vecs)))})
-        idx = kcenter_greedy(vecs, n, seed=seed, proj_dim=p["proj_dim"], candidates=p["max_candidates"])
+        idx = kcenter_greedy(vecs, n, seed=seed, proj_dim=p["proj_dim"], candidates=p["max_candidates"],
+                             device=self.torch_device)
         self._memory = np.ascontiguousarray(vecs[idx], dtype=np.float32)
-        self._index = NNIndex(self._memory, p["matmul_dtype"])
+        self._index = self._new_index(p["matmul_dtype"])
         self._memory_owner = idx // (h * w)
         self._edge = None
         if p["edge_cells"]:
@@ -229,7 +232,7 @@ class PatchKNNDetector(GridMapDetector):
         per_image = min(len(inner), math.ceil(EDGE_INTERIOR_SAMPLES / n_img))
         k = self.params["k"]
         # fit-time only: float32 whatever matmul_dtype (excluding rows needs the fast float32 path)
-        index = self._index if not self._index.low else NNIndex(self._memory)
+        index = self._index if not self._index.low else self._new_index()
         losses, classes = [], []
         for i in range(n_img):
             own = mem_image == i
@@ -265,12 +268,12 @@ class PatchKNNDetector(GridMapDetector):
         n, d, h, w = feats.shape
         vecs = feats.transpose(0, 2, 3, 1).reshape(-1, d)
         if self._index is None:
-            self._index = NNIndex(self._memory, self.params["matmul_dtype"])
+            self._index = self._new_index(self.params["matmul_dtype"])
         k = self.params["k"]
         if leave_out is None:
             dist = self._index.search(vecs, k, exact=False)
         else:  # excluding rows needs the float32 path, whatever matmul_dtype
-            index = self._index if not self._index.low else NNIndex(self._memory)
+            index = self._index if not self._index.low else self._new_index()
             dist = np.concatenate([
                 index.search(vecs[i * h * w:(i + 1) * h * w], k, exact=False,
                              exclude=self._leave_out_rows(int(j), k))
@@ -280,6 +283,14 @@ class PatchKNNDetector(GridMapDetector):
             c = (len(self._edge) - 1) // 2
             maps = maps / self._edge[edge_classes(h, c)[:, None], edge_classes(w, c)[None, :]]
         return maps.astype(np.float32)
+
+    def _new_index(self, matmul_dtype: str = "float32") -> NNIndex:
+        return NNIndex(self._memory, matmul_dtype, device=self.torch_device)
+
+    def to(self, device: str) -> "PatchKNNDetector":
+        super().to(device)
+        self._index = None  # rebuilt on the new device at the next search
+        return self
 
     def _leave_out_rows(self, image: int, k: int) -> np.ndarray | None:
         own = self._memory_owner == image

@@ -43,6 +43,8 @@ def create(name: str, **options: Any) -> Detector:
         )
     try:
         return cls(**options)
+    except OptionError:  # already one clear line
+        raise
     except (TypeError, ValueError) as err:  # e.g. int("abc") deep in a constructor: say which detector
         given = ", ".join(f"{k}={v!r}" for k, v in options.items())
         raise OptionError(f"detector {name!r}: bad option value ({err}); given: {given}") from None
