@@ -39,7 +39,7 @@ is loaded once per process and device and shared (it is frozen).
 
 ``device`` (``"cpu"`` or ``"cuda"``, ``to(device)`` later): where the network (or the patch pyramid)
 runs; features come back as numpy arrays either way. It is not part of the configuration: a model
-fitted on a GPU loads on a CPU (scores then agree to float rounding, about 1e-5 relative).
+fitted on a GPU loads on a CPU (the same model scores to within about 1e-6, relative, on either).
 """
 
 from __future__ import annotations

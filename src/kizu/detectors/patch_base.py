@@ -9,9 +9,8 @@ yet found, while the ``lite0`` backbone's GPU maps equal the CPU's to about 1e-6
 
 from __future__ import annotations
 
-from abc import abstractmethod
-
 import warnings
+from abc import abstractmethod
 from typing import Any
 
 import numpy as np
