@@ -26,6 +26,9 @@ import torch
 MATMUL_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 #: extra candidates per query kept from a low-precision screening and then re-ranked exactly
 RERANK = 3
+#: block of the distance matrix computed at once (queries × memory rows): 8 MB in float32 stays in
+#: cache; 2048 × 8192 blocks made a 10 240-row search 2.4× slower on 2 CPU threads
+QUERY_CHUNK, MEMORY_CHUNK = 1024, 2048
 
 
 def _tensor(x, device: torch.device | str | None = None) -> torch.Tensor:
@@ -124,8 +127,8 @@ class NNIndex:
         queries,
         k: int = 1,
         *,
-        query_chunk: int = 2048,
-        memory_chunk: int = 8192,
+        query_chunk: int = QUERY_CHUNK,
+        memory_chunk: int = MEMORY_CHUNK,
         return_indices: bool = False,
         exact: bool = True,
         exclude=None,
@@ -219,8 +222,8 @@ def nn_distances(
     memory,
     k: int = 1,
     *,
-    query_chunk: int = 2048,
-    memory_chunk: int = 8192,
+    query_chunk: int = QUERY_CHUNK,
+    memory_chunk: int = MEMORY_CHUNK,
     matmul_dtype: str = "float32",
     return_indices: bool = False,
     exact: bool = True,
