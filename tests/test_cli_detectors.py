@@ -4,6 +4,7 @@ import csv
 import json
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from kizu.cli import app
@@ -103,3 +104,12 @@ def test_device_flag_reaches_the_default_detector(shapes_dir, tmp_path):
     assert "device" not in json.loads((tmp_path / "m" / "model.json").read_text())["detector"]["config"]
     res = run("train", shapes_dir, "--out", tmp_path / "m2", "--device", "gpu")
     assert res.exit_code == 2 and "--device 'gpu'" in res.output and not (tmp_path / "m2").exists()
+
+
+def test_device_flag_with_a_cpu_only_detector(shapes_dir, tmp_path):
+    res = run("train", shapes_dir, "--out", tmp_path / "m", "--quiet", "--detector", "mt", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    if not torch.cuda.is_available():
+        return
+    res = run("train", shapes_dir, "--out", tmp_path / "m2", "--detector", "mt", "--device", "cuda")
+    assert res.exit_code == 2 and "runs on the CPU only" in res.output

@@ -12,6 +12,7 @@ from ..errors import KizuError
 from ..images import list_images, read_image, training_image_paths
 from ..model import InspectionModel
 from ..preprocess import MAX_SIDE
+from ..torch_utils import resolve_device
 from . import app
 from .common import friendly_errors, out_console, parse_options, parse_size, training_progress
 
@@ -30,11 +31,13 @@ def train_model(data: Path, *, detector: str = DEFAULT_DETECTOR, preset: str | N
     for name, value in (("preset", preset), ("epochs", epochs), ("device", device)):
         if value is None or (name == "device" and value == "auto"):
             continue
+        if name == "device" and name not in accepted:
+            if resolve_device(value).type == "cpu":
+                continue  # a detector without torch parts, asked to run on the CPU: it does
+            raise KizuError(f"--device {value}: detector {detector!r} runs on the CPU only")
         if name not in accepted:
             raise KizuError(f"--{name}: detector {detector!r} has no such option")
         opts.setdefault(name, value)
-    if "device" in accepted and device != "auto":
-        opts.setdefault("device", device)
     create(detector, **opts)  # a bad option value fails here, before the progress bar is drawn
     with training_progress(quiet) as progress:
         # files, not a list of images: at most one full-resolution image is held at a time
