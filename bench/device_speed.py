@@ -26,7 +26,7 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from kizu.benchmark import save_results  # noqa: E402
+from kizu.benchmark import save_results, time_inspect  # noqa: E402
 
 from kizu import InspectionModel  # noqa: E402
 from kizu.detectors import DEFAULT_DETECTOR, DEFAULT_OPTIONS  # noqa: E402
@@ -65,32 +65,20 @@ def run_task(name: str, device: str, runs: int, twice: bool):
     make, detector, options = TASKS[name]
     ds = make()
     model, train_s = _train(ds, detector, options, device)
-    scores = _scores(model, ds.test)
-    verdicts = np.array([v.defective for v in model.inspect(ds.test)])
+    verdicts = model.inspect(ds.test)
+    scores = np.array([v.score for v in verdicts])
+    flagged = np.array([v.defective for v in verdicts])
     same_seed_identical = None
     if twice:
         again, _ = _train(ds, detector, options, device)
         same_seed_identical = bool(np.array_equal(_scores(again, ds.test), scores))
-    model.inspect(ds.test[:2])  # warm-up
-    lat = []
-    for i in range(runs):
-        _sync(device)
-        t0 = time.perf_counter()
-        model.inspect(ds.test[i % len(ds.test)][None])
-        _sync(device)
-        lat.append(time.perf_counter() - t0)
-    _sync(device)
-    t0 = time.perf_counter()
-    model.inspect(ds.test)
-    _sync(device)
-    batch_ips = len(ds.test) / (time.perf_counter() - t0)
-    lat_ms = np.array(lat) * 1000
+    lat_ms, batch_ips = time_inspect(model, ds.test, runs, lambda: _sync(device))
     row = {"task": name, "device": device, "detector": detector, "image_size": int(ds.train.shape[-1]),
            "n_train": len(ds.train), "train_seconds": train_s,
            "latency_ms_p50": float(np.percentile(lat_ms, 50)), "latency_ms_p90": float(np.percentile(lat_ms, 90)),
            "batch_images_per_second": batch_ips, "image_auroc": float(roc_auc_score(ds.test_labels, scores)),
            "same_seed_identical": same_seed_identical}
-    return row, scores, verdicts, model, ds
+    return row, scores, flagged, model, ds
 
 
 def main(argv=None) -> int:

@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from kizu.benchmark import save_results  # noqa: E402
+from kizu.benchmark import save_results, time_inspect  # noqa: E402
 
 from kizu import InspectionModel  # noqa: E402
 from kizu.cli.common import parse_options  # noqa: E402
@@ -41,17 +41,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     model = InspectionModel.train(d.train, detector=args.detector, detector_options=dict(options), seed=0)
     train_s = time.perf_counter() - t0
-    model.inspect(d.test[:2])  # warm-up
-    lat = []
-    for i in range(args.runs):
-        img = d.test[i % len(d.test)][None]
-        t0 = time.perf_counter()
-        model.inspect([img])
-        lat.append(time.perf_counter() - t0)
-    lat_ms = np.array(lat) * 1000
-    t0 = time.perf_counter()
-    model.inspect(d.test)
-    batch_ips = len(d.test) / (time.perf_counter() - t0)
+    lat_ms, batch_ips = time_inspect(model, d.test, args.runs)
     res = {"detector": args.detector, "options": options, "threads": args.threads, "train_seconds_100": train_s,
            "latency_ms_p50": float(np.percentile(lat_ms, 50)), "latency_ms_p90": float(np.percentile(lat_ms, 90)),
            "batch_images_per_second": batch_ips, "memory_size": int(model.detector.state_dict().get("memory", np.zeros((0,))).shape[0])}

@@ -22,6 +22,26 @@ from .model import InspectionModel
 from .synth import SynthDataset, make_shapes
 
 
+def time_inspect(model: InspectionModel, images: np.ndarray, runs: int, sync: Callable[[], None] = lambda: None
+                 ) -> tuple[np.ndarray, float]:
+    """Latency of ``model.inspect`` on one image at a time (``runs`` calls cycling through
+    ``images``, after a warm-up) in ms, and the images/s of one call on all of ``images``.
+    ``sync`` waits for an accelerator (e.g. ``torch.cuda.synchronize``) around each timing."""
+    model.inspect(images[:2])  # warm-up
+    lat = []
+    for i in range(runs):
+        sync()
+        t0 = time.perf_counter()
+        model.inspect(images[i % len(images)][None])
+        sync()
+        lat.append(time.perf_counter() - t0)
+    sync()
+    t0 = time.perf_counter()
+    model.inspect(images)
+    sync()
+    return np.array(lat) * 1000, len(images) / (time.perf_counter() - t0)
+
+
 def save_results(path, results) -> None:
     """Write benchmark results as JSON atomically and say where."""
     import json
