@@ -57,6 +57,7 @@ __all__ = [
     "weights_path",
     "load_pretrained_state",
     "lite0_feature_extractor",
+    "fuse_for_inference",
     "reestimate_batchnorm",
     "lite_normalize",
     "grey_to_rgb",
@@ -300,6 +301,99 @@ class FeatureExtractor(nn.Module):
         """(N, 1 or 3, H, W) float in [0, 1] -> list of (N, C_i, H/s_i, W/s_i) maps."""
         x = lite_normalize(grey_to_rgb(x))
         return _run_stages(self._conv_stem, self._bn0, self._blocks, x, self.stages)
+
+
+# ---------------------------------------------------------------------------
+# inference: BatchNorm folded into the convolutions
+
+
+def _tf_same_pad(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TF "SAME" padding (before, after) of one axis; the odd pixel goes after."""
+    total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class _FusedConv(nn.Module):
+    """A frozen ``Conv2dSame`` + eval-mode ``BatchNorm2d`` (+ ReLU6) as one biased convolution.
+
+    Stride-1 convolutions pad symmetrically, so the convolution pads by itself instead of copying
+    the input into a padded tensor; strided ones pad as ``Conv2dSame`` does.
+    """
+
+    def __init__(self, conv: Conv2dSame, bn: nn.BatchNorm2d, relu6: bool, in_channels: int | None = None):
+        super().__init__()
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        weight = conv.weight * scale[:, None, None, None]
+        if in_channels == 1:  # a grey image replicated to RGB: the three input channels are equal
+            weight = weight.sum(dim=1, keepdim=True)
+        self.register_buffer("weight", weight.detach().clone())
+        self.register_buffer("bias", (bn.bias - bn.running_mean * scale).detach().clone())
+        self.kernel, self.stride, self.groups, self.relu6 = conv.kernel_size[0], conv.stride[0], conv.groups, relu6
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, s = self.kernel, self.stride
+        if s == 1:
+            y = F.conv2d(x, self.weight, self.bias, 1, k // 2, 1, self.groups)
+        else:
+            (top, bottom), (left, right) = (_tf_same_pad(n, k, s) for n in x.shape[-2:])
+            if top or bottom or left or right:
+                x = F.pad(x, [left, right, top, bottom])
+            y = F.conv2d(x, self.weight, self.bias, s, 0, 1, self.groups)
+        return F.hardtanh_(y, 0.0, 6.0) if self.relu6 else y
+
+
+class _FusedBlock(nn.Module):
+    def __init__(self, block: MBConvBlock):
+        super().__init__()
+        self.expand = _FusedConv(block._expand_conv, block._bn0, True) if block.has_expand else None
+        self.depthwise = _FusedConv(block._depthwise_conv, block._bn1, True)
+        self.project = _FusedConv(block._project_conv, block._bn2, False)
+        self.residual = block.residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.project(self.depthwise(self.expand(x) if self.expand is not None else x))
+        return y + x if self.residual else y
+
+
+class FusedFeatureExtractor(nn.Module):
+    """Inference copy of a :class:`FeatureExtractor` (same input and outputs, within float rounding):
+    BatchNorm folded into the convolutions, ReLU6 in place, tensors in channels-last layout (faster
+    depthwise convolutions on CPUs), and for grey input a stem that sums its RGB weights instead of
+    replicating the channel. About twice as fast on a 2-core CPU. Frozen: rebuild it after changing
+    the source's BatchNorm statistics."""
+
+    def __init__(self, extractor: FeatureExtractor):
+        super().__init__()
+        self.stages, self.channels, self.strides = extractor.stages, extractor.channels, extractor.strides
+        self.pretrained = extractor.pretrained
+        self.stem = _FusedConv(extractor._conv_stem, extractor._bn0, True)
+        self.grey_stem = _FusedConv(extractor._conv_stem, extractor._bn0, True, in_channels=1)
+        self.blocks = nn.ModuleList(_FusedBlock(b) for b in extractor._blocks)
+        self.to(memory_format=torch.channels_last)
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """(N, 1 or 3, H, W) float in [0, 1] -> list of (N, C_i, H/s_i, W/s_i) maps (channels-last)."""
+        if x.ndim != 4 or x.shape[1] not in (1, 3):
+            raise ValueError(f"expected an (N, 1 or 3, H, W) batch, got shape {tuple(x.shape)}")
+        x = lite_normalize(x).contiguous(memory_format=torch.channels_last)
+        x = (self.grey_stem if x.shape[1] == 1 else self.stem)(x)
+        wanted = {_STAGE_ENDS[s] - 1: s for s in self.stages}
+        found: dict[int, torch.Tensor] = {}
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i in wanted:
+                found[wanted[i]] = x
+        return [found[s] for s in self.stages]
+
+
+@torch.no_grad()
+def fuse_for_inference(extractor: FeatureExtractor) -> FusedFeatureExtractor:
+    """A frozen :class:`FusedFeatureExtractor` of ``extractor`` (eval-mode BatchNorm statistics), on
+    its device."""
+    return FusedFeatureExtractor(extractor).to(next(extractor.parameters()).device)
 
 
 # ---------------------------------------------------------------------------
