@@ -17,6 +17,7 @@ from kizu.backbones import (
     EfficientNetLite0,
     WeightsChecksumError,
     grey_to_rgb,
+    fuse_for_inference,
     lite0_feature_extractor,
     lite_normalize,
     load_pretrained_state,
@@ -191,6 +192,37 @@ def test_grey_input_is_replicated_to_rgb():
     ext = lite0_feature_extractor(stages=(1,), pretrained=False)
     with torch.no_grad():
         torch.testing.assert_close(ext(grey)[0], ext(rgb)[0])
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_fused_inference_copy_gives_the_same_maps(channels, no_weights):
+    # random weights with BatchNorm statistics re-estimated (non-trivial scale and shift to fold in);
+    # odd sizes exercise the asymmetric SAME padding of the strided convolutions
+    calib = torch.rand(6, channels, 45, 38, generator=torch.Generator().manual_seed(4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ext = lite0_feature_extractor(stages=(1, 2, 3), pretrained=True, calibration_images=calib, seed=3)
+    fused = fuse_for_inference(ext)
+    assert fused.stages == (1, 2, 3) and not fused.training
+    assert all(not p.requires_grad for p in fused.parameters())
+    x = torch.rand(2, channels, 37, 50, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        for got, want in zip(fused(x), ext(x)):
+            assert got.shape == want.shape
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
+    with pytest.raises(ValueError, match="1 or 3"):
+        fused(torch.zeros(1, 2, 8, 8))
+
+
+@needs_weights
+def test_fused_pretrained_copy_gives_the_same_maps():
+    ext = lite0_feature_extractor(stages=(1, 2), pretrained=True)
+    fused = fuse_for_inference(ext)
+    assert fused.pretrained
+    x = torch.rand(3, 1, 64, 64, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        for got, want in zip(fused(x), ext(x)):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
 
 
 # --- random-init fallback and BatchNorm re-estimation ---------------------------------

@@ -255,6 +255,13 @@ def test_kcenter_greedy_is_k_center():
     rand = rng.choice(len(x), 80, replace=False)
     assert covering_radius(x, x[kcenter_greedy(x, 80, seed=2)]) < covering_radius(x, x[rand])
     assert np.array_equal(kcenter_greedy(x, 600), np.arange(500))
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        kcenter_greedy(x, 10, seed=2)  # runs its loop on one thread, then gives the others back
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(saved)
 
 
 def test_kcenter_with_random_projection_is_deterministic():

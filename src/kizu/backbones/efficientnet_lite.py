@@ -54,6 +54,7 @@ __all__ = [
     "WeightsChecksumError",
     "EfficientNetLite0",
     "FeatureExtractor",
+    "FusedFeatureExtractor",
     "weights_path",
     "load_pretrained_state",
     "lite0_feature_extractor",
