@@ -13,7 +13,8 @@ for _optional in ("mt", "patch_gaussian", "patch_knn"):
 
 #: what ``kizu train`` uses without ``--detector`` (chosen by bench/detectors.py; see the README)
 DEFAULT_DETECTOR = "patch-knn"
-DEFAULT_OPTIONS: dict = {"backbone": "lite0", "feature_dim": None, "brightness": 2.0, "brightness_surround": 15}
+DEFAULT_OPTIONS: dict = {"backbone": "lite0", "feature_dim": None, "brightness": 2.0, "brightness_surround": 15,
+                         "max_memory": 16000}
 
 
 def default_options(detector: str) -> dict:

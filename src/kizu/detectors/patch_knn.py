@@ -55,13 +55,15 @@ jitters, 0.9952-0.9993 → 0.9986-1.0000; photo brick tiles +0.02, stochastic te
 different surfaces at once (``synth fine``'s mixed textured mode): the mean then also says which
 surface an image shows. Use ``--score max`` there.
 
-Why these defaults (EfficientNet-Lite0, 64 px grey images, 100 good ones, 2 CPU threads): the
-network at 128 px instead of 224 and a 32×32 instead of a 56×56 grid was no worse on fine
-parts and random crops; 32 PCA dimensions scored like the 64 raw ones at half the search cost;
-a 4000-vector memory from 40 000 candidates is within about 0.01 AUROC of 8000 vectors; k = 3
-added about 0.01 pixel AUROC for a slower top-k search. Training then takes about 10 s with
-cross-calibration (6 fits) and one image about 11 ms; the edge correction lifted image AUROC by
-0.1-0.2 on texture crops.
+Defaults: the class's own (``pixels`` backbone, 32 PCA dimensions, up to 4000 memory vectors) are
+the bare detector. ``kizu train`` without options adds ``kizu.detectors.DEFAULT_OPTIONS``
+(EfficientNet-Lite0, all 64 feature dimensions plus two relative-brightness channels, up to 16 000
+memory vectors), chosen by ``bench/fine_defects.py`` and ``bench/detectors.py`` (the README says
+why). Measured along the way on 64 px grey images, 100 good ones, 2 CPU threads: the network at
+128 px instead of 224 and a 32×32 instead of a 56×56 grid was no worse on fine parts and random
+crops; the edge correction lifted image AUROC by 0.1-0.2 on texture crops; 10 240 memory vectors
+instead of 4000 lifted mixed textures by 0.01-0.08. Training then takes about 15 s with
+cross-calibration (6 fits) and one image about 15 ms (``bench/lite0_speed.py``).
 """
 
 from __future__ import annotations
