@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -261,12 +262,16 @@ class InspectionModel:
     def inspect_files(self, paths: list[str | Path], batch_size: int = 64) -> list[Verdict]:
         """Read image files and inspect them, ``batch_size`` at a time; a bad file raises an
         InputError naming it."""
+        return [v for _, v in self.iter_inspect_files(paths, batch_size)]
+
+    def iter_inspect_files(self, paths: list[str | Path], batch_size: int = 64) -> Iterator[tuple[np.ndarray, Verdict]]:
+        """``(image, verdict)`` per file, in order, reading and inspecting ``batch_size`` files at a
+        time, so only one batch of images is held at once."""
         paths = [Path(p) for p in paths]
-        out: list[Verdict] = []
         for start in range(0, len(paths), batch_size):
             chunk = paths[start:start + batch_size]
-            out += self.inspect([read_image(p) for p in chunk], chunk)
-        return out
+            images = [read_image(p) for p in chunk]
+            yield from zip(images, self.inspect(images, chunk))
 
     def score_files(self, paths: list[str | Path], batch_size: int = 64) -> np.ndarray:
         """``(N,)`` image scores of files, ``batch_size`` at a time, keeping no maps: for checks over

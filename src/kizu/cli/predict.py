@@ -45,25 +45,18 @@ def predict(
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     n_bad = 0
-    pending: list[tuple[Path, bytes]] = []
-    for start in range(0, len(found), batch_size):
-        chunk = found[start:start + batch_size]
-        images = [read_image(p) for p, _ in chunk]
-        verdicts = model.inspect(images, [p for p, _ in chunk])
-        for (path, root), v, img in zip(chunk, verdicts, images):
-            n_bad += v.defective
-            writer.writerow([str(path), f"{v.score:.9g}", f"{v.p_value:.6g}", int(v.defective),
-                             f"{v.normalized:.6f}", json.dumps(v.regions, separators=(",", ":"))])
-            if maps is not None:
-                b = io.BytesIO()
-                np.save(b, v.anomaly_map.astype(np.float32))
-                pending.append((_mirrored(path, root, maps, ".npy"), b.getvalue()))
-            if overlays is not None:
-                fig = plots.overlay_figure(img, v.anomaly_map, model.calibration.pixel_threshold, v.regions,
-                                           f"{path.name}: {'DEFECTIVE' if v.defective else 'good'} (p={v.p_value:.3g})")
-                pending.append((_mirrored(path, root, overlays, ".png"), plots.figure_png(fig)))
-        for target, data in pending:
-            atomic_write_bytes(target, data)
-        pending.clear()
+    results = model.iter_inspect_files([p for p, _ in found], batch_size=batch_size)
+    for (path, root), (img, v) in zip(found, results):
+        n_bad += v.defective
+        writer.writerow([str(path), f"{v.score:.9g}", f"{v.p_value:.6g}", int(v.defective),
+                         f"{v.normalized:.6f}", json.dumps(v.regions, separators=(",", ":"))])
+        if maps is not None:
+            b = io.BytesIO()
+            np.save(b, v.anomaly_map.astype(np.float32))
+            atomic_write_bytes(_mirrored(path, root, maps, ".npy"), b.getvalue())
+        if overlays is not None:
+            fig = plots.overlay_figure(img, v.anomaly_map, model.calibration.pixel_threshold, v.regions,
+                                       f"{path.name}: {'DEFECTIVE' if v.defective else 'good'} (p={v.p_value:.3g})")
+            atomic_write_bytes(_mirrored(path, root, overlays, ".png"), plots.figure_png(fig))
     atomic_write_text(out, buf.getvalue())
     out_console.print(f"inspected {len(found)} images: {n_bad} defective, {len(found) - n_bad} good → {out}")
