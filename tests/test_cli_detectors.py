@@ -8,7 +8,7 @@ import torch
 from typer.testing import CliRunner
 
 from kizu.cli import app
-from kizu.detectors import available
+from kizu.detectors import DEFAULT_OPTIONS, available
 
 runner = CliRunner()
 
@@ -21,6 +21,9 @@ def test_registry_lists_all_detectors():
     assert {"autoencoder", "mt", "patch-gaussian", "patch-knn"} <= set(available())
     res = run("detectors")
     assert res.exit_code == 0 and "patch-knn" in res.output and "backbone" in res.output
+    # the default detector's line shows the options train uses without flags, not the class's
+    line = " ".join(res.output.split()).split("patch-knn (the default):")[1].split("patch-gaussian")[0]
+    assert all(f"{k}={v!r}" in line for k, v in DEFAULT_OPTIONS.items()) and "backbone='lite0'" in line
 
 
 @pytest.mark.parametrize("detector, flags", [

@@ -127,9 +127,11 @@ def train(
 
 @app.command()
 def detectors():
-    """List the available detectors and their options."""
+    """List the available detectors and the options `kizu train --detector NAME` uses by default."""
     from ..detectors import available
 
     for name in available():
-        opts = ", ".join(f"{k}={v!r}" for k, v in options_of(name).items())
-        out_console.print(f"[bold]{name}[/]: {opts}")
+        # what train uses: the class's defaults with kizu's chosen options for the default detector on top
+        opts = ", ".join(f"{k}={v!r}" for k, v in {**options_of(name), **default_options(name)}.items())
+        mark = " (the default)" if name == DEFAULT_DETECTOR else ""
+        out_console.print(f"[bold]{name}[/]{mark}: {opts}")
