@@ -65,7 +65,8 @@ def full_precision_convs():
 def one_thread():
     """Run a loop of many small CPU ops on one thread: waking a second thread for each op of a
     few hundred microseconds costs more than it gains (up to 15x for an element-wise op when idle
-    threads sleep, ``OMP_WAIT_POLICY=PASSIVE``). Results do not depend on the thread count."""
+    threads sleep, ``OMP_WAIT_POLICY=PASSIVE``). Always one thread, so the result does not depend
+    on how many threads the caller uses."""
     saved = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
