@@ -66,7 +66,8 @@ def one_thread():
     """Run a loop of many small CPU ops on one thread: waking a second thread for each op of a
     few hundred microseconds costs more than it gains (up to 15x for an element-wise op when idle
     threads sleep, ``OMP_WAIT_POLICY=PASSIVE``). Always one thread, so the result does not depend
-    on how many threads the caller uses."""
+    on how many threads the caller uses. PyTorch's thread count is process-wide: other threads of
+    the process also run on one thread meanwhile."""
     saved = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
