@@ -125,6 +125,12 @@ class WeightsChecksumError(ModelFileError):
 # layers
 
 
+def _tf_same_pad(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TF "SAME" padding (before, after) of one axis; the odd pixel goes after."""
+    total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
 class Conv2dSame(nn.Conv2d):
     """``nn.Conv2d`` with TensorFlow "SAME" padding, computed per input size.
 
@@ -137,14 +143,12 @@ class Conv2dSame(nn.Conv2d):
         super().__init__(in_ch, out_ch, kernel, stride=stride, padding=0, groups=groups, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ih, iw = x.shape[-2:]
-        kh, kw = self.kernel_size
-        sh, sw = self.stride
-        dh, dw = self.dilation
-        ph = max((math.ceil(ih / sh) - 1) * sh + (kh - 1) * dh + 1 - ih, 0)
-        pw = max((math.ceil(iw / sw) - 1) * sw + (kw - 1) * dw + 1 - iw, 0)
-        if ph > 0 or pw > 0:
-            x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
+        (top, bottom), (left, right) = (
+            _tf_same_pad(n, (k - 1) * d + 1, s)
+            for n, k, d, s in zip(x.shape[-2:], self.kernel_size, self.dilation, self.stride)
+        )
+        if top or bottom or left or right:
+            x = F.pad(x, [left, right, top, bottom])
         return F.conv2d(x, self.weight, None, self.stride, 0, self.dilation, self.groups)
 
 
@@ -306,12 +310,6 @@ class FeatureExtractor(nn.Module):
 
 # ---------------------------------------------------------------------------
 # inference: BatchNorm folded into the convolutions
-
-
-def _tf_same_pad(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """TF "SAME" padding (before, after) of one axis; the odd pixel goes after."""
-    total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
 
 
 class _FusedConv(nn.Module):
