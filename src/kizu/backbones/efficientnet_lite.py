@@ -368,9 +368,7 @@ class FusedFeatureExtractor(nn.Module):
         self.stem = _FusedConv(extractor._conv_stem, extractor._bn0, True)
         self.grey_stem = _FusedConv(extractor._conv_stem, extractor._bn0, True, in_channels=1)
         self.blocks = nn.ModuleList(_FusedBlock(b) for b in extractor._blocks)
-        self.to(memory_format=torch.channels_last)
-        for p in self.parameters():
-            p.requires_grad_(False)
+        self.to(memory_format=torch.channels_last)  # weights are buffers: nothing here can train
         self.eval()
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
