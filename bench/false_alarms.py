@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from kizu.benchmark import save_results  # noqa: E402
+from kizu.benchmark import save_results, seed_arg  # noqa: E402
 
 from kizu import InspectionModel  # noqa: E402
 from kizu.cli.common import parse_options  # noqa: E402
@@ -34,7 +34,7 @@ MODES = {"fine-parts": {"mode": "parts"}, "fine-texture": {"mode": "texture"},
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", nargs="+", default=["fine-parts", "fine-texture"], choices=sorted(MODES))
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
+    ap.add_argument("--seeds", type=seed_arg, nargs="+", default=[0, 1, 2, 3])
     ap.add_argument("--n-good", type=int, default=600)
     ap.add_argument("--alpha", type=float, default=0.05)
     ap.add_argument("--detector", default=DEFAULT_DETECTOR)

@@ -20,7 +20,7 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from kizu.benchmark import save_results  # noqa: E402
+from kizu.benchmark import save_results, seed_arg  # noqa: E402
 
 from kizu import InspectionModel, plots  # noqa: E402
 from kizu.cli.common import parse_options  # noqa: E402
@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--detector", default=DEFAULT_DETECTOR)
     ap.add_argument("-O", "--option", action="append", default=[])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--seeds", type=seed_arg, nargs="+", default=[0, 1])
     ap.add_argument("--tasks", nargs="+", default=[t for t in TASKS if not t.startswith("fine-texture-")],
                     help="default: all but the single-texture variants of fine-texture")
     ap.add_argument("--overlays", type=Path)

@@ -36,7 +36,7 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from kizu.benchmark import save_results  # noqa: E402
+from kizu.benchmark import save_results, seed_arg  # noqa: E402
 
 from kizu import InspectionModel  # noqa: E402
 from kizu.detectors import DEFAULT_DETECTOR, default_options  # noqa: E402
@@ -86,10 +86,19 @@ def per_type_auroc(scores: np.ndarray, types: np.ndarray) -> dict[str, float]:
     return out
 
 
+
+def _positive(text: str) -> float:
+    """argparse type: a float > 0."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, not {value}")
+    return value
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5, 6, 7])
-    ap.add_argument("--sigma", type=float, default=2.0, help="blur of the residual, px")
+    ap.add_argument("--seeds", type=seed_arg, nargs="+", default=[0, 1, 2, 3, 4, 5, 6, 7])
+    ap.add_argument("--sigma", type=_positive, default=2.0, help="blur of the residual, px")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "registered_reference_probe.json")
     args = ap.parse_args(argv)
     kinds = ["all", *sorted(defect_types("parts"))]

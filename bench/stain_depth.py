@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from kizu.benchmark import save_results  # noqa: E402
+from kizu.benchmark import save_results, seed_arg  # noqa: E402
 
 from kizu import InspectionModel  # noqa: E402
 from kizu.detectors import DEFAULT_DETECTOR, default_options  # noqa: E402
@@ -57,9 +57,10 @@ def binned(rows: list[dict], key: str, edges) -> list[dict]:
     return out
 
 
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[2, 3, 4, 5, 6, 7])
+    ap.add_argument("--seeds", type=seed_arg, nargs="+", default=[2, 3, 4, 5, 6, 7])
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "stain_depth.json")
     args = ap.parse_args(argv)
     rows = [r for seed in args.seeds for r in stain_rows(seed)]

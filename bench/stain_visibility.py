@@ -27,7 +27,7 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from kizu.benchmark import save_results  # noqa: E402
+from kizu.benchmark import save_results, seed_arg  # noqa: E402
 
 from kizu.synth.fine import make_fine  # noqa: E402
 from kizu.synth.photo import PHOTOS, make_photo_textures  # noqa: E402
@@ -60,7 +60,7 @@ def darkness_scores(train: np.ndarray, test: np.ndarray) -> np.ndarray:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--seeds", type=seed_arg, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "stain_visibility.json")
     args = ap.parse_args(argv)
     rows = []

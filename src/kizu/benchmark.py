@@ -42,6 +42,20 @@ def time_inspect(model: InspectionModel, images: np.ndarray, runs: int, sync: Ca
     return np.array(lat) * 1000, len(images) / (time.perf_counter() - t0)
 
 
+def seed_arg(text: str) -> int:
+    """argparse type for the bench scripts' ``--seeds``: a non-negative integer, checked before any
+    training starts (not deep inside a generator, after results were half written)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must be non-negative integers, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"seeds must be non-negative integers, not {value}")
+    return value
+
+
 def save_results(path, results) -> None:
     """Write benchmark results as JSON atomically and say where."""
     import json
