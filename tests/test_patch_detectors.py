@@ -15,9 +15,10 @@ from kizu.coreset import NNIndex, covering_radius, kcenter_greedy, nn_distances
 from kizu.detectors.patch_gaussian import PatchGaussianDetector
 from kizu.detectors.patch_knn import PatchKNNDetector, edge_classes
 from kizu.detectors.registry import detector_class
-from kizu.features import LocalFeatures
+from kizu.features import LocalFeatures, as_image_batch
 from kizu.scoring import reduce_maps
 from kizu.synth.shapes import make_shapes
+from kizu.torch_utils import device_batch
 
 DETECTORS = [PatchGaussianDetector, PatchKNNDetector]
 
@@ -516,12 +517,34 @@ def test_gpu_scores_what_the_cpu_scores_and_repeats_itself():
     assert np.array_equal(PatchKNNDetector(device="cuda", **opts).fit(ds.train, seed=2).anomaly_maps(ds.test), m_gpu)
 
 
+def test_batches_reach_torch_with_row_major_strides():
+    # NumPy gives a length-1 axis any stride (x[:, None]: 0, a fancy-indexed copy of it: 1 item);
+    # CUDA's adaptive_avg_pool2d then computed wrong means
+    x = np.random.default_rng(0).random((4, 8, 8), dtype=np.float32)
+    for view in (x[:, None], x[:, None][[0, 2, 1, 3]], x[:, None, :, :1]):
+        assert view.strides[1] != view.shape[2] * view.shape[3] * 4  # each has an odd stride (or gaps)
+        t = device_batch(view, "cpu")
+        assert t.stride() == (view.shape[2] * view.shape[3], view.shape[2] * view.shape[3], view.shape[3], 1)
+        assert np.array_equal(t.numpy(), view)
+    assert 0 not in as_image_batch(x).strides and np.array_equal(as_image_batch(x)[:, 0], x)
+
+
 @needs_cuda
-def test_the_pixels_backbone_stays_on_the_cpu():
-    assert PatchKNNDetector(backbone="pixels").torch_device.type == "cpu"
-    with pytest.warns(RuntimeWarning, match="runs on the CPU"):
-        det = PatchGaussianDetector(device="cuda")
-    assert det.torch_device.type == "cpu" and det.features.device.type == "cpu"
+@pytest.mark.parametrize("cls", DETECTORS)
+def test_the_pixels_backbone_on_the_gpu_gives_the_cpu_maps(cls):
+    ds = make_shapes(30, 5, 5, jitter="intended", seed=4)
+    lf = LocalFeatures(backbone="pixels").fit(ds.train, seed=0)
+    f_cpu = lf(ds.test)[0]
+    assert np.allclose(lf.to("cuda")(ds.test)[0], f_cpu, atol=1e-6)
+    cpu = cls(backbone="pixels", device="cpu").fit(ds.train, seed=1)
+    m_cpu = cpu.anomaly_maps(ds.test)
+    assert cls(backbone="pixels", device="cuda").torch_device.type == "cuda"
+    assert np.allclose(cpu.to("cuda").anomaly_maps(ds.test), m_cpu, rtol=1e-4, atol=1e-4 * float(m_cpu.max()))
+    m_gpu = cls(backbone="pixels", device="cuda").fit(ds.train, seed=1).anomaly_maps(ds.test)
+    assert np.array_equal(cls(backbone="pixels", device="cuda").fit(ds.train, seed=1).anomaly_maps(ds.test), m_gpu)
+    # fitted on the GPU: the image scores agree (the coreset may take another of two equidistant patches)
+    s_cpu, s_gpu = m_cpu.max(axis=(1, 2)), m_gpu.max(axis=(1, 2))
+    assert np.abs(s_gpu - s_cpu).max() <= 0.02 * np.ptp(s_cpu), (s_cpu, s_gpu)
 
 
 @needs_cuda

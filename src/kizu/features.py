@@ -53,7 +53,7 @@ import torch.nn.functional as F
 
 from .errors import KizuError
 from .preprocess import resize_maps
-from .torch_utils import full_precision_convs
+from .torch_utils import device_batch, full_precision_convs
 
 BACKBONES = ("pixels", "lite0", "random")
 DEFAULT_STAGES = {"pixels": (0, 1, 2), "lite0": (1, 2), "random": (1, 2)}
@@ -74,7 +74,7 @@ def as_image_batch(images: np.ndarray) -> np.ndarray:
     """Validate and return ``(N, C, H, W)`` float32 with C = 1 or 3 (``(N, H, W)`` becomes C = 1)."""
     x = np.asarray(images, dtype=np.float32)
     if x.ndim == 3:
-        x = x[:, None]
+        x = x.reshape(len(x), 1, *x.shape[1:])  # not x[:, None]: see torch_utils.device_batch
     if x.ndim != 4 or x.shape[1] not in (1, 3):
         raise ValueError(f"images must be (N, C, H, W) with C = 1 or 3, got shape {x.shape}")
     return x
@@ -421,7 +421,7 @@ class LocalFeatures:
         """Yield (start, raw features (n, D, h, w) float32 tensor) batch by batch."""
         grid = self._grid(*x.shape[-2:])
         for i in range(0, len(x), self.batch_size):
-            t = torch.from_numpy(np.ascontiguousarray(x[i : i + self.batch_size])).to(self.device)
+            t = device_batch(x[i : i + self.batch_size], self.device)
             if self.backbone == "pixels":
                 f = self._pixels(t, grid)
             else:

@@ -91,12 +91,32 @@ def load_numpy_state(module: torch.nn.Module, state: dict[str, np.ndarray], pref
     module.load_state_dict(tensors, strict=True)
 
 
+def device_batch(x: np.ndarray, device: torch.device | str) -> torch.Tensor:
+    """An array batch as a float32 tensor on ``device`` with row-major strides on every axis.
+
+    NumPy gives a length-1 axis any stride (``x[:, None]`` stride 0, a fancy-indexed copy of it the
+    item size); both count as contiguous, yet on CUDA (torch 2.11, H200) ``adaptive_avg_pool2d``
+    then computed wrong means (errors of the whole value range). Such a batch is copied first."""
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    if t.stride() != _row_major_strides(t.shape):
+        t = t.clone(memory_format=torch.contiguous_format)
+    return t.to(device)
+
+
+def _row_major_strides(shape) -> tuple[int, ...]:
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= n
+    return tuple(reversed(strides))
+
+
 @torch.no_grad()
 def batched(fn, images: np.ndarray, device: torch.device, batch_size: int = 64) -> list[torch.Tensor]:
     """Apply ``fn`` to ``(N, C, H, W)`` arrays in batches; returns the CPU outputs per batch."""
     outs = []
     with full_precision_convs():  # on a GPU: the CPU's numbers (to ~1e-6), not TF32's
         for i in range(0, len(images), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size], dtype=np.float32)).to(device)
+            x = device_batch(images[i:i + batch_size], device)
             outs.append(fn(x).cpu())
     return outs
