@@ -22,8 +22,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..losses import LOSSES, error_map, training_loss
-from ..torch_utils import (batched, deterministic_kernels, load_numpy_state, resolve_device, seeded_generator,
-                           state_to_numpy)
+from ..torch_utils import (batched, deterministic_kernels, device_batch, load_numpy_state, resolve_device,
+                           seeded_generator, state_to_numpy)
 from .base import Detector, ProgressFn
 from .registry import register
 
@@ -160,8 +160,8 @@ class AutoencoderDetector(Detector):
         n_val = min(n_val, n - 1)
         order = torch.randperm(n, generator=g).numpy() if p["random_split"] else np.arange(n)
         train_idx, val_idx = order[: n - n_val], order[n - n_val:]
-        x_train = torch.from_numpy(images[train_idx]).to(device)
-        x_val = torch.from_numpy(images[val_idx]).to(device)
+        x_train = device_batch(images[train_idx], device)
+        x_val = device_batch(images[val_idx], device)
 
         bs = p["batch_size"]
         steps_per_epoch = math.ceil(len(x_train) / bs)
