@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from kizu.benchmark import save_results  # noqa: E402
+from kizu.benchmark import save_results, seed_arg  # noqa: E402
 
 from kizu.benchmark import KIZU_DETECTORS, default_tasks, run_benchmark  # noqa: E402
 
@@ -22,7 +22,7 @@ from kizu.benchmark import KIZU_DETECTORS, default_tasks, run_benchmark  # noqa:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--seeds", type=seed_arg, nargs="+", default=[0])
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--no-fine", action="store_true")
     ap.add_argument("--only", nargs="+", help="detector labels to run (default: all)")

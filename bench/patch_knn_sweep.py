@@ -25,6 +25,8 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from kizu.benchmark import seed_arg  # noqa: E402
+
 BASE = {"backbone": "lite0"}
 CONFIGS: dict[str, dict] = {
     "default": {},
@@ -116,7 +118,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS))
     ap.add_argument("--tasks", nargs="+", default=list(_tasks()))
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--seeds", type=seed_arg, nargs="+", default=[0, 1])
     ap.add_argument("--workers", type=int, default=os.cpu_count())
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "patch_knn_sweep.json")
     args = ap.parse_args(argv)

@@ -18,7 +18,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from kizu.benchmark import save_results  # noqa: E402
+from kizu.benchmark import save_results, seed_arg  # noqa: E402
 
 from kizu import InspectionModel, synth  # noqa: E402
 from kizu.metrics import image_metrics  # noqa: E402
@@ -52,7 +52,7 @@ def run_one(name: str, cfg: dict, n: int, jitter: str, seed: int, extra_good: in
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--seeds", type=seed_arg, nargs="+", default=[0, 1, 2])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 100])
     ap.add_argument("--jitters", nargs="+", default=["seed", "intended"])
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS))
