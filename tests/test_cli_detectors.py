@@ -101,6 +101,12 @@ def test_bench_command_runs_and_writes_rows(tmp_path):
     assert all(r["detector"] == "mt" and 0.5 < r["image_auroc"] <= 1.0 for r in rows)
 
 
+@pytest.mark.parametrize("flag, value", [("--seed", -1), ("--size", 0)])
+def test_bench_command_rejects_bad_seeds_and_sizes_before_any_work(tmp_path, flag, value):
+    res = run("bench", flag, value, "--no-peers", "--no-fine", "--out", tmp_path / "rows.json")
+    assert res.exit_code == 2 and flag in res.output and not (tmp_path / "rows.json").exists()
+
+
 def test_device_flag_reaches_the_default_detector(shapes_dir, tmp_path):
     res = run("train", shapes_dir, "--out", tmp_path / "m", "--quiet", "--device", "cpu")
     assert res.exit_code == 0, res.output

@@ -14,8 +14,8 @@ from .common import friendly_errors, out_console
 @app.command()
 @friendly_errors
 def bench(
-    sizes: list[int] = typer.Option([100], "--size", help="training-set sizes for the shapes tasks (repeatable)"),
-    seed: list[int] = typer.Option([0], "--seed", help="seeds (repeatable)"),
+    sizes: list[int] = typer.Option([100], "--size", min=1, help="training-set sizes for the shapes tasks (repeatable)"),
+    seed: list[int] = typer.Option([0], "--seed", min=0, help="seeds (repeatable)"),
     peers: bool = typer.Option(True, help="include PyOD / scikit-learn peers (needs the bench extra)"),
     fine: bool = typer.Option(True, help="include the fine-defect tasks"),
     only: list[str] = typer.Option(None, help="detector labels to run"),
