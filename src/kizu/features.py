@@ -326,7 +326,8 @@ class LocalFeatures:
             calib = None
             if calibration is not None:  # BatchNorm statistics of a random network (on the CPU)
                 step = self.batch_size
-                calib = torch.cat([self._prepare(calibration[i : i + step]) for i in range(0, len(calibration), step)])
+                calib = torch.cat([self._prepare(device_batch(calibration[i : i + step], "cpu"))
+                                   for i in range(0, len(calibration), step)])
             # "lite0" here means the weights package is missing: this warns once and uses random weights
             net = lite0_feature_extractor(
                 stages=key, pretrained=self.backbone == "lite0", calibration_images=calib, seed=seed
@@ -337,9 +338,8 @@ class LocalFeatures:
         self._net_pretrained = bool(getattr(net, "pretrained", False))
 
     # -- extraction --------------------------------------------------------------------------
-    def _prepare(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
+    def _prepare(self, t: torch.Tensor) -> torch.Tensor:
         """Resize a batch for the network: short side = ``input_size`` (then mirror-pad, see ``pad``)."""
-        t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
         h, w = t.shape[-2:]
         size = self._net_size(h, w)
         if size != (h, w):
