@@ -81,10 +81,12 @@ def main(argv=None) -> int:
                                           np.r_[s[good], s[types == t]])) for t in sorted(set(types) - {"good"})}
             row = {"task": task, "seed": seed, "image_auroc": float(roc_auc_score(d.test_labels, s)),
                    "pixel_auroc": pixel_auroc(d.test_masks, maps), "aupro": aupro(d.test_masks, maps),
-                   "far": float(flagged[good].mean()), "fit_seconds": fit_s, "per_type_auroc": per}
+                   "far": float(flagged[good].mean()), "fit_seconds": fit_s, "per_type_auroc": per,
+                   "template": model.summary.get("template"), "template_explained": model.summary.get("template_explained")}
             rows.append(row)
             print(f"{task:<16} {seed:>4} {row['image_auroc']:>6.3f} {row['pixel_auroc']:>8.3f} {row['aupro']:>6.3f} "
-                  f"{row['far']:>6.3f} {fit_s:>6.1f}  " + " ".join(f"{k}={v:.3f}" for k, v in per.items()), flush=True)
+                  f"{row['far']:>6.3f} {fit_s:>6.1f}  " + " ".join(f"{k}={v:.3f}" for k, v in per.items())
+                  + ("  (golden template)" if row["template"] else ""), flush=True)
             if args.overlays is not None and seed == args.seeds[0]:
                 args.overlays.mkdir(parents=True, exist_ok=True)
                 picks = [int(np.flatnonzero(good)[0])] + [int(np.flatnonzero(types == t)[0]) for t in per]

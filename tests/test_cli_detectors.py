@@ -122,3 +122,23 @@ def test_device_flag_with_a_cpu_only_detector(shapes_dir, tmp_path):
         return
     res = run("train", shapes_dir, "--out", tmp_path / "m2", "--detector", "mt", "--device", "cuda")
     assert res.exit_code == 2 and "runs on the CPU only" in res.output
+
+
+def test_template_flags(shapes_dir, tmp_path):
+    # the seed's shapes: one disk in (nearly) one place, so the default turns the golden template on
+    res = run("train", shapes_dir, "--out", tmp_path / "on", "--quiet")
+    assert res.exit_code == 0, res.output
+    assert "one part in a fixture" in res.output
+    meta = json.loads((tmp_path / "on" / "model.json").read_text())
+    assert meta["template"] is not None and meta["training"]["template"] is True
+    res = run("train", shapes_dir, "--out", tmp_path / "off", "--quiet", "--no-template")
+    assert res.exit_code == 0, res.output
+    meta = json.loads((tmp_path / "off" / "model.json").read_text())
+    assert meta["template"] is None and "one part in a fixture" not in res.output
+    # the saved template is used by predict: the CSV's scores are the combined ones
+    res = run("predict", tmp_path / "on", shapes_dir / "test", "--out", tmp_path / "on.csv")
+    assert res.exit_code == 0, res.output
+    res = run("predict", tmp_path / "off", shapes_dir / "test", "--out", tmp_path / "off.csv")
+    assert res.exit_code == 0, res.output
+    scores = [[float(r["score"]) for r in csv.DictReader(open(tmp_path / f"{m}.csv"))] for m in ("on", "off")]
+    assert scores[0] != scores[1]

@@ -29,10 +29,13 @@ from .preprocess import MAX_SIDE, Preprocessor, resize_maps
 from .reference import ScoreReference, image_descriptors
 from .regions import find_regions
 from .scoring import ScoreRule, smooth_maps
+from .template import MIN_EXPLAINED, MIN_HELD_OUT, GoldenTemplate, TemplateTerm, held_out_fit
 from .tiling import extract_tiles, stitch_maps
 from .torch_utils import resolve_device
 
 FORMAT_VERSION = 1
+#: safetensors keys of the golden template (beside the detector's own)
+TEMPLATE_PREFIX = "template."
 #: ``calibration="auto"`` uses cross-conformal calibration up to this many good images
 CROSS_UP_TO = 300
 #: a fitted score rule (``max+mean``) takes its scales from at most this many fitted images: a
@@ -88,7 +91,7 @@ class InspectionModel:
 
     def __init__(self, detector: Detector, preprocessor: Preprocessor, score_rule: ScoreRule,
                  calibration: Calibration, summary: dict[str, Any] | None = None,
-                 reference: ScoreReference | None = None):
+                 reference: ScoreReference | None = None, template: TemplateTerm | None = None):
         self.detector = detector
         self.preprocessor = preprocessor
         self.score_rule = score_rule
@@ -96,6 +99,8 @@ class InspectionModel:
         self.summary = summary or {}
         #: scores relative to similar good images (``kizu.reference``); None = raw rule scores
         self.reference = reference
+        #: golden-template comparison combined with the image score (``kizu.template``); None = off
+        self.template = template
 
     # -- training ------------------------------------------------------------------------------
     @classmethod
@@ -107,7 +112,8 @@ class InspectionModel:
               resize: tuple[int, int] | None = None, progress: ProgressFn | None = None,
               calibration: str = "auto", folds: int = 5, tile: int | None = None,
               tile_stride: int | None = None, defective_images: list[np.ndarray] | None = None,
-              reference: bool | None = None, max_side: int | None = MAX_SIDE) -> "InspectionModel":
+              reference: bool | None = None, max_side: int | None = MAX_SIDE,
+              template: bool | None = None) -> "InspectionModel":
         """Learn "normal" from good images and calibrate the threshold on images it did not fit.
 
         ``images``: a list of ``(C, H, W)`` arrays (or ``(N, C, H, W)`` / ``(N, H, W)``) in [0, 1].
@@ -126,6 +132,10 @@ class InspectionModel:
         detector's), off for the others (the seed's MSE stays exact). Needs >= 3 calibration images.
         ``max_side``: images longer than this (px) are inspected scaled down to it, unless tiled or
         ``resize`` is given; maps still come back at each input's resolution (None or 0: never).
+        ``template``: combine a golden-template comparison with the image score (``kizu.template``; for
+        parts in a fixture). ``None``: on where the score rule is fitted and the images are not
+        tiled, if held-out good images are explained by the template to R² >= ``MIN_EXPLAINED``.
+        Needs >= ``MIN_HELD_OUT`` calibration images. It changes image scores, not maps.
         """
         if not isinstance(images, ImageFiles):
             images = _as_image_list(images)
@@ -176,6 +186,12 @@ class InspectionModel:
             cal_x = x if calibration == "cross" else x[cal_idx]
             model.reference = ScoreReference.fit(image_descriptors(cal_x), cal_scores)
             cal_scores = cal_scores * model.reference.own_factors()
+        template_explained = None
+        if template is not False and (template or (rule.needs_fit and pre.tile is None)):
+            model.template, template_explained, t_cal = _template_term(
+                x, fit_idx, cal_idx, calibration == "cross", folds, seed, cal_scores, forced=bool(template))
+            if model.template is not None:
+                cal_scores = model.template.combine(cal_scores, t_cal)
         train_scores, train_peaks = model._scores_and_peaks(x_fit, train_maps)
         model.calibration = Calibration.fit(cal_scores, alpha, threshold_rule, train_scores, delta=delta)
         model.calibration.pixel_threshold = _pixel_threshold(
@@ -185,6 +201,8 @@ class InspectionModel:
             "calibration": calibration, "folds": folds if calibration == "cross" else None,
             "calibration_fraction": calibration_fraction if calibration == "holdout" else 0.0, "seed": seed, "fit_seconds": round(fit_seconds, 3),
             "reference_weight": None if model.reference is None else round(model.reference.weight, 4),
+            "template": model.template is not None,
+            "template_explained": None if template_explained is None else round(template_explained, 5),
             "history": {k: [float(v) for v in vs] for k, vs in det.history.items()},
             "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
@@ -216,6 +234,8 @@ class InspectionModel:
         scores = np.asarray(own if own is not None else self.score_rule(maps), dtype=np.float64)
         if self.reference is not None and self.reference.weight > 0:
             scores = self.reference.adjust(scores, image_descriptors(x))
+        if self.template is not None:
+            scores = self.template.adjust(scores, x)
         return scores
 
     def _fit_score_rule(self, x_fit: np.ndarray) -> None:
@@ -303,6 +323,7 @@ class InspectionModel:
             "detector": {"name": self.detector.name, "config": self.detector.config()},
             "scoring": self.score_rule.to_json(),
             "reference": None if self.reference is None else self.reference.to_json(),
+            "template": None if self.template is None else self.template.to_json(),
             "calibration": self.calibration.to_json(),
             "training": self.summary,
         }
@@ -316,7 +337,10 @@ class InspectionModel:
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
         tmp.chmod(default_mode(directory=True))
         try:
-            state = {k: np.require(v, requirements="C") for k, v in self.detector.state_dict().items()}
+            state = dict(self.detector.state_dict())
+            if self.template is not None:
+                state.update({f"{TEMPLATE_PREFIX}{k}": v for k, v in self.template.template.state_dict().items()})
+            state = {k: np.require(v, requirements="C") for k, v in state.items()}
             save_file(state, str(tmp / WEIGHTS))
             (tmp / WEIGHTS).chmod(default_mode())
             (tmp / MODEL_JSON).write_text(json.dumps(self.to_json(), indent=2, allow_nan=False), encoding="utf-8")
@@ -374,11 +398,18 @@ class InspectionModel:
             state = load_file(str(weights_file))
         except Exception as err:  # safetensors raises its own error types for damaged files
             raise ModelFileError(weights_file, f"damaged weights file ({err})") from None
+        tpl_state = {k[len(TEMPLATE_PREFIX):]: state.pop(k) for k in list(state) if k.startswith(TEMPLATE_PREFIX)}
         try:
             det.load_state_dict(state)
         except (KeyError, RuntimeError, ValueError) as err:
             raise ModelFileError(weights_file, f"weights do not fit the detector ({err})") from None
-        return cls(det, pre, rule, cal, meta.get("training", {}), ref)
+        tpl = None
+        if meta.get("template") is not None:  # absent in models saved before it existed
+            try:
+                tpl = TemplateTerm.from_json(meta["template"], tpl_state)
+            except (KeyError, TypeError, ValueError) as err:
+                raise ModelFileError(weights_file, f"damaged golden template ({type(err).__name__}: {err})") from None
+        return cls(det, pre, rule, cal, meta.get("training", {}), ref, tpl)
 
     def __repr__(self) -> str:
         c = self.calibration
@@ -403,6 +434,31 @@ def _out_of_fold_scores(det: Detector, pre: Preprocessor, rule: ScoreRule, x: np
             fold_model._fit_score_rule(x[rest])
         scores[held], peaks[held] = fold_model._scores_and_peaks(x[held])
     return scores, peaks
+
+
+def _template_term(x: np.ndarray, fit_idx: np.ndarray, cal_idx: np.ndarray, cross: bool, folds: int, seed: int,
+                   cal_scores: np.ndarray, forced: bool) -> tuple[TemplateTerm | None, float | None, np.ndarray]:
+    """The golden-template term (or None), the held-out images' median R² (None if not measured)
+    and the calibration images' template scores, from templates that did not see them: the other
+    folds' (cross) or the fitted images' (holdout)."""
+    n_held = len(x) if cross else len(cal_idx)
+    if n_held < MIN_HELD_OUT:
+        if forced:
+            raise KizuError(f"the golden template needs at least {MIN_HELD_OUT} calibration images, not {n_held}")
+        return None, None, np.zeros(0)
+    if cross:
+        t_cal, r2 = held_out_fit(x, folds, seed, stop_below=None if forced else MIN_EXPLAINED)
+        explained = float(np.nanmedian(r2))
+        if np.isnan(t_cal).any():  # stopped after a fold the template did not explain
+            return None, explained, t_cal
+        template = GoldenTemplate.fit(x)
+    else:
+        template = GoldenTemplate.fit(x[fit_idx])
+        t_cal, r2 = template.scores(x[cal_idx]), template.explained_variance(x[cal_idx])
+        explained = float(np.median(r2))
+    if not forced and explained < MIN_EXPLAINED:
+        return None, explained, t_cal
+    return TemplateTerm.fit(template, t_cal, cal_scores, explained), explained, t_cal
 
 
 def _pixel_threshold(peaks: np.ndarray, alpha: float, model: InspectionModel) -> float:

@@ -23,7 +23,8 @@ def train_model(data: Path, *, detector: str = DEFAULT_DETECTOR, preset: str | N
                 sigma: float | None = None, resize: str | None = None, options: list[str] | None = None,
                 quiet: bool = False, calibration: str = "auto", folds: int = 5, tile: int | None = None,
                 tile_stride: int | None = None, defective: Path | None = None,
-                reference: bool | None = None, max_side: int = MAX_SIDE) -> InspectionModel:
+                reference: bool | None = None, max_side: int = MAX_SIDE,
+                template: bool | None = None) -> InspectionModel:
     """Everything ``kizu train`` does except saving (shared with ``kizu demo``)."""
     paths = training_image_paths(data)
     opts = {**default_options(detector), **parse_options(options or [])}
@@ -46,7 +47,7 @@ def train_model(data: Path, *, detector: str = DEFAULT_DETECTOR, preset: str | N
             alpha=alpha, threshold_rule=threshold_rule, delta=delta, reducer=score, sigma=sigma, seed=seed,
             resize=parse_size(resize), progress=progress, calibration=calibration, folds=folds, tile=tile,
             tile_stride=tile_stride, defective_images=[read_image(p) for p in list_images(defective)] if defective else None,
-            reference=reference, max_side=max_side)
+            reference=reference, max_side=max_side, template=template)
 
 
 def extra_options(args: list[str]) -> list[str]:
@@ -101,6 +102,10 @@ def train(
     reference: bool = typer.Option(None, "--reference/--no-reference",
                                    help="score each image relative to the most similar good images (changes nothing "
                                         "when all good images are of one kind; default: on with the max+mean score)"),
+    template: bool = typer.Option(None, "--template/--no-template",
+                                  help="add a golden-template comparison to the image score (parts in a fixture; "
+                                       "default: on with the max+mean score when held-out good images are explained "
+                                       "to R2 >= 0.99)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ):
     """Train on good images and save a calibrated model.
@@ -112,7 +117,7 @@ def train(
                         threshold_rule=threshold_rule, delta=delta, calibration_fraction=calibration_fraction, device=device,
                         score=score, sigma=sigma, resize=resize, options=option, quiet=quiet,
                         calibration=calibration, folds=folds, tile=tile, tile_stride=tile_stride,
-                        defective=defective, reference=reference, max_side=max_side)
+                        defective=defective, reference=reference, max_side=max_side, template=template)
     model.save(out)
     c = model.calibration
     out_console.print(f"saved {out}: {model.summary['n_fit']} images fitted, {model.summary['n_calibration']} "
@@ -121,6 +126,10 @@ def train(
     if model.reference is not None and model.reference.weight > 0:
         out_console.print(f"note: the good images are not all alike (similar images predict {model.reference.weight:.0%} "
                           f"of the spread of their scores): each score is taken relative to the most similar good images")
+    if model.template is not None:
+        out_console.print(f"note: the good images are one part in a fixture (a registered mean image explains "
+                          f"{model.template.explained:.1%} of their pixel variance): image scores add a golden-template "
+                          f"comparison")
     for note in c.notes:
         out_console.print(f"note: {note}")
 

@@ -1,0 +1,209 @@
+"""Golden-template comparison: the registered mean of the good images, for parts in a fixture.
+
+When every good image shows the same part in the same place (a fixture, small shifts), the mean of
+the good images, each shifted onto it, predicts a new image pixel by pixel up to a brightness
+factor. A faint, wide stain that the patch detectors place among good patches (it looks like
+surface somewhere else on the part) still departs from that prediction where it lies.
+
+``GoldenTemplate`` (pure arrays in, arrays out):
+
+* grey images ``(N, H, W)`` (colour is averaged; larger than ``MAX_SIDE`` px, block-averaged by
+  an integer factor to at most that), registered onto the template by phase correlation (sub-pixel
+  shift), blurred with a Gaussian of ``sigma`` px;
+* residual = image − g · mean, with g the least-squares brightness factor of that image;
+* standardised by each pixel's spread over the good images (plus a floor of 1 % of the mean
+  brightness); an image's score is its largest departure either way.
+
+``TemplateTerm`` combines that score with a model's image score (``InspectionModel``,
+``template=``) as a soft maximum of the two, each standardised by good images that neither the
+template nor the detector saw, so calibration stays conformal. It is worth it only where the
+template explains the good images almost completely: ``explained_variance`` (R² of held-out good
+images) must reach ``MIN_EXPLAINED`` for the automatic choice to turn it on. Measured
+(``bench/registered_reference_probe.py``): R² 0.994–0.999 on ``synth fine`` parts and the seed's
+shapes, where it helps; 0.96 on the ``intended`` shapes (radii vary: it costs AUROC there), 0.6–0.7
+on brick tiles, below 0.12 on textures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from skimage.registration import phase_cross_correlation
+
+#: held-out good images must be explained to at least this R² for ``template=auto`` to turn it on
+MIN_EXPLAINED = 0.99
+#: at least this many held-out good images to estimate the term's statistics from
+MIN_HELD_OUT = 8
+#: floor of the per-pixel spread, as a share of the template's mean brightness
+SPREAD_FLOOR = 0.01
+#: larger images are block-averaged to at most this many px a side (a wide stain survives; the
+#: registrations of a large training set stay cheap)
+MAX_SIDE = 128
+
+
+def default_sigma(h: int, w: int) -> float:
+    """Blur in px: 2 px at 64 px (a faint stain's scale in ``synth fine``), scaled with size, >= 1."""
+    return max(1.0, min(h, w) / 32.0)
+
+
+def reduction(h: int, w: int) -> int:
+    """The integer block size that brings ``(h, w)`` to at most ``MAX_SIDE`` px a side."""
+    return max(1, -(-max(h, w) // MAX_SIDE))
+
+
+def grey(images: np.ndarray, factor: int = 1) -> np.ndarray:
+    """``(N, C, H, W)`` or ``(N, H, W)`` → ``(N, H // factor, W // factor)`` float64: the channel
+    mean, averaged over ``factor``-px blocks (a remainder at the bottom and right is dropped)."""
+    x = np.asarray(images, dtype=np.float64)
+    g = x.mean(axis=1) if x.ndim == 4 else x
+    if factor > 1:
+        n, h, w = g.shape
+        h, w = h // factor, w // factor
+        g = g[:, : h * factor, : w * factor].reshape(n, h, factor, w, factor).mean(axis=(2, 4))
+    return g
+
+
+def register(images: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``(N, H, W)`` shifted (sub-pixel, bilinear, edges extended) onto ``reference`` ``(H, W)``."""
+    out = np.empty_like(images)
+    for i, im in enumerate(images):
+        shift, _, _ = phase_cross_correlation(reference, im, upsample_factor=10, normalization=None)
+        out[i] = ndimage.shift(im, shift, order=1, mode="nearest")
+    return out
+
+
+@dataclass(frozen=True)
+class GoldenTemplate:
+    """``reference`` (registration target), ``mean`` (blurred mean image) and ``spread``, all ``(h, w)``
+    (the images' size divided by ``factor``)."""
+
+    reference: np.ndarray
+    mean: np.ndarray
+    spread: np.ndarray
+    sigma: float
+    factor: int = 1
+
+    @classmethod
+    def fit(cls, images: np.ndarray, sigma: float | None = None) -> "GoldenTemplate":
+        """From good images ``(N, C, H, W)`` (N >= 2)."""
+        factor = reduction(*np.shape(images)[-2:])
+        g = grey(images, factor)
+        if len(g) < 2:
+            raise ValueError(f"a golden template needs at least 2 good images, not {len(g)}")
+        sigma = default_sigma(*g.shape[1:]) if sigma is None else float(sigma)
+        reference = g.mean(axis=0)
+        for _ in range(2):  # onto the plain mean, then onto the mean of the registered images
+            reference = register(g, reference).mean(axis=0)
+        blurred = _blur(register(g, reference), sigma)
+        mean = blurred.mean(axis=0)
+        spread = _residuals(blurred, mean).std(axis=0) + SPREAD_FLOOR * max(float(mean.mean()), 1e-6)
+        return cls(reference, mean, spread, sigma, factor)
+
+    def _blurred(self, images: np.ndarray) -> np.ndarray:
+        g = grey(images, self.factor)
+        if g.shape[1:] != self.mean.shape:
+            raise ValueError(f"template is {self.mean.shape} (images / {self.factor}), images give {g.shape[1:]}")
+        return _blur(register(g, self.reference), self.sigma)
+
+    def departures(self, images: np.ndarray) -> np.ndarray:
+        """``(N, H, W)``: each pixel's departure from the template in units of the good images' spread."""
+        return _residuals(self._blurred(images), self.mean) / self.spread
+
+    def scores(self, images: np.ndarray) -> np.ndarray:
+        """``(N,)`` largest departure either way (darker or brighter)."""
+        z = self.departures(images)
+        return np.abs(z).reshape(len(z), -1).max(axis=1) if len(z) else np.zeros(0)
+
+    def explained_variance(self, images: np.ndarray) -> np.ndarray:
+        """``(N,)`` R²: share of each image's (blurred) pixel variance that the template explains."""
+        b = self._blurred(images)
+        total = ((b - b.mean(axis=(1, 2), keepdims=True)) ** 2).sum(axis=(1, 2))
+        return 1.0 - (_residuals(b, self.mean) ** 2).sum(axis=(1, 2)) / np.maximum(total, 1e-12)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """float64 arrays, so a saved and loaded model gives exactly the same scores."""
+        return {"reference": self.reference, "mean": self.mean, "spread": self.spread}
+
+    @classmethod
+    def from_state(cls, state: dict[str, np.ndarray], sigma: float, factor: int = 1) -> "GoldenTemplate":
+        arrays = [np.asarray(state[k], dtype=np.float64) for k in ("reference", "mean", "spread")]
+        if arrays[0].ndim != 2 or any(a.shape != arrays[0].shape for a in arrays) or not np.all(arrays[2] > 0):
+            raise ValueError("template arrays do not fit together")
+        if not sigma > 0 or int(factor) != factor or factor < 1:
+            raise ValueError(f"template sigma must be > 0 and factor a positive integer, not {sigma}, {factor}")
+        return cls(*arrays, float(sigma), int(factor))
+
+
+def _blur(g: np.ndarray, sigma: float) -> np.ndarray:
+    return ndimage.gaussian_filter(g, sigma=(0, sigma, sigma), mode="nearest")
+
+
+def _residuals(blurred: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """``(N, H, W)`` image − g · mean, g the least-squares brightness factor of each image."""
+    gain = (blurred * mean).sum(axis=(1, 2)) / max(float((mean * mean).sum()), 1e-12)
+    return blurred - gain[:, None, None] * mean
+
+
+def held_out_fit(images: np.ndarray, folds: int, seed: int, stop_below: float | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """``(N,)`` template scores and R² of each image from a template fitted on the other folds. With
+    ``stop_below``, the folds after one whose median R² is below it are skipped (NaN there): the
+    template does not explain these images, and the other folds' work would be wasted."""
+    n = len(images)
+    scores, explained = np.full(n, np.nan), np.full(n, np.nan)
+    perm = np.random.default_rng(seed).permutation(n)
+    for held in np.array_split(perm, folds):
+        tpl = GoldenTemplate.fit(images[np.setdiff1d(perm, held)])
+        scores[held], explained[held] = tpl.scores(images[held]), tpl.explained_variance(images[held])
+        if stop_below is not None and np.median(explained[held]) < stop_below:
+            break
+    return scores, explained
+
+
+@dataclass(frozen=True)
+class TemplateTerm:
+    """A model's image score and the ``GoldenTemplate`` score, combined as a soft maximum of the
+    two standardised scores, back in the units of the model's score:
+    ``mean_s + sd_s · log(exp(z_s) + exp(z_t))``. Where both rise a little (a faint stain) it adds
+    them; where only one rises (a small spot the template blurs away) that one decides, so a strong
+    cue is not diluted by the other's noise."""
+
+    template: GoldenTemplate
+    mean: float  # of held-out good images' template scores
+    sd: float  # their standard deviation
+    score_mean: float  # of held-out good images' own image scores
+    score_sd: float  # their standard deviation
+    explained: float  # median R² of the held-out good images
+
+    @classmethod
+    def fit(cls, template: GoldenTemplate, held_out_template_scores: np.ndarray, held_out_scores: np.ndarray,
+            explained: float) -> "TemplateTerm":
+        t = np.asarray(held_out_template_scores, dtype=np.float64)
+        s = np.asarray(held_out_scores, dtype=np.float64)
+        if len(t) < 2 or t.shape != s.shape:
+            raise ValueError(f"need >= 2 held-out images with both scores, got {t.shape} and {s.shape}")
+        return cls(template, float(t.mean()), float(max(t.std(), 1e-12)), float(s.mean()),
+                   float(max(s.std(), 1e-12)), float(explained))
+
+    def combine(self, scores: np.ndarray, template_scores: np.ndarray) -> np.ndarray:
+        """``(N,)`` image scores and ``(N,)`` template scores → ``(N,)`` combined scores."""
+        z_s = (np.asarray(scores, dtype=np.float64) - self.score_mean) / self.score_sd
+        z_t = (np.asarray(template_scores, dtype=np.float64) - self.mean) / self.sd
+        return self.score_mean + self.score_sd * np.logaddexp(z_s, z_t)
+
+    def adjust(self, scores: np.ndarray, images: np.ndarray) -> np.ndarray:
+        return self.combine(scores, self.template.scores(images))
+
+    def to_json(self) -> dict:
+        return {"mean": self.mean, "sd": self.sd, "score_mean": self.score_mean, "score_sd": self.score_sd,
+                "explained": self.explained, "sigma": self.template.sigma, "factor": self.template.factor}
+
+    @classmethod
+    def from_json(cls, data: dict, state: dict[str, np.ndarray]) -> "TemplateTerm":
+        tpl = GoldenTemplate.from_state(state, float(data["sigma"]), data.get("factor", 1))
+        values = [float(data[k]) for k in ("mean", "sd", "score_mean", "score_sd", "explained")]
+        if not (np.isfinite(values).all() and values[1] > 0 and values[3] > 0):
+            raise ValueError(f"invalid template term ({values})")
+        return cls(tpl, *values)

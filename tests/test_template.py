@@ -1,0 +1,148 @@
+"""Golden-template comparison (kizu.template) and its place in a model's image score."""
+
+import json
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from kizu import InspectionModel
+from kizu.errors import KizuError, ModelFileError
+from kizu.synth import make_shapes
+from kizu.template import MIN_EXPLAINED, GoldenTemplate, TemplateTerm, grey, held_out_fit, reduction, register
+
+PATCH_KNN_PIXELS = {"detector": "patch-knn", "detector_options": {"backbone": "pixels"}}
+
+
+def _fixtured_parts(n: int, seed: int, size: int = 32) -> np.ndarray:
+    """``(n, 1, size, size)``: one bright disc, shifted by up to ±1.5 px, its own brightness and noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    out = []
+    for _ in range(n):
+        cy, cx = size / 2 + rng.uniform(-1.5, 1.5, 2)
+        disc = 1.0 / (1.0 + np.exp((np.hypot(yy - cy, xx - cx) - size / 3) * 2.0))
+        img = (0.15 + 0.55 * disc) * rng.uniform(0.95, 1.05) + rng.normal(0, 0.01, (size, size))
+        out.append(img)
+    return np.clip(np.stack(out), 0, 1)[:, None].astype(np.float32)
+
+
+def _stained(images: np.ndarray, depth: float = 0.15) -> np.ndarray:
+    h, size = images.shape[-2:]
+    yy, xx = np.mgrid[0:h, 0:size]
+    blob = np.exp(-((yy - size * 0.45) ** 2 + (xx - size * 0.55) ** 2) / (2 * (size / 10) ** 2))
+    return (images * (1.0 - depth * blob)).astype(np.float32)
+
+
+def test_registration_undoes_a_shift():
+    ref = _fixtured_parts(1, 0)[0, 0].astype(np.float64)
+    moved = ndimage.shift(ref, (1.3, -0.7), order=1, mode="nearest")
+    back = register(moved[None], ref)[0]
+    inner = (slice(4, -4), slice(4, -4))
+    # what is left is the noise, smoothed by two bilinear resamplings
+    assert np.abs(back - ref)[inner].max() < 0.25 * np.abs(moved - ref)[inner].max()
+
+
+def test_template_explains_fixtured_parts_not_textures_and_finds_a_faint_stain():
+    train, test = _fixtured_parts(40, 0), _fixtured_parts(10, 1)
+    tpl = GoldenTemplate.fit(train)
+    assert np.median(tpl.explained_variance(test)) >= MIN_EXPLAINED
+    texture = np.random.default_rng(2).random((20, 1, 32, 32)).astype(np.float32)
+    assert np.median(GoldenTemplate.fit(texture[:10]).explained_variance(texture[10:])) < 0.5
+    good, bad = tpl.scores(test), tpl.scores(_stained(test))
+    assert bad.min() > good.max()
+    # the largest departure lies in the stain, and it is darker than the template
+    z = tpl.departures(_stained(test[:1]))[0]
+    peak = np.unravel_index(np.abs(z).argmax(), z.shape)
+    assert abs(peak[0] - 32 * 0.45) <= 3 and abs(peak[1] - 32 * 0.55) <= 3 and z[peak] < 0
+
+
+def test_large_images_are_block_averaged_first():
+    small = _fixtured_parts(12, 10, size=100)
+    large = np.repeat(np.repeat(small, 3, axis=2), 3, axis=3)[:, :, :299, :290]  # 299 x 290 px
+    assert grey(large, reduction(299, 290)).shape == (12, 99, 96)
+    tpl = GoldenTemplate.fit(large[:10])
+    assert tpl.factor == 3 and tpl.mean.shape == (99, 96) and tpl.sigma == pytest.approx(96 / 32)
+    assert tpl.scores(_stained(large[10:])).min() > tpl.scores(large[10:]).max()
+
+
+def test_held_out_scores_come_from_templates_that_did_not_see_the_image():
+    x = _fixtured_parts(30, 3)
+    scores, explained = held_out_fit(x, folds=3, seed=0)
+    perm = np.random.default_rng(0).permutation(30)
+    held = np.array_split(perm, 3)[1]
+    expected = GoldenTemplate.fit(x[np.setdiff1d(perm, held)]).scores(x[held])
+    np.testing.assert_allclose(scores[held], expected)
+    assert scores.mean() > GoldenTemplate.fit(x).scores(x).mean()  # in-sample images depart less
+    # stopping early leaves the other folds unscored
+    stopped, _ = held_out_fit(x, folds=3, seed=0, stop_below=1.1)
+    assert np.isnan(stopped).sum() == 20
+
+
+def test_term_round_trips_and_rejects_damaged_state():
+    x = _fixtured_parts(20, 4)
+    tpl = GoldenTemplate.fit(x[:15])
+    term = TemplateTerm.fit(tpl, tpl.scores(x[15:]), np.linspace(1, 2, 5), 0.995)
+    again = TemplateTerm.from_json(json.loads(json.dumps(term.to_json())), tpl.state_dict())
+    assert np.array_equal(again.adjust(np.ones(5), x[15:]), term.adjust(np.ones(5), x[15:]))
+    bad_state = {**tpl.state_dict(), "spread": np.zeros((32, 32), np.float32)}
+    with pytest.raises(ValueError, match="do not fit"):
+        TemplateTerm.from_json(term.to_json(), bad_state)
+    with pytest.raises(ValueError, match="images give"):
+        tpl.scores(np.zeros((1, 1, 16, 16), np.float32))
+
+
+def test_model_turns_it_on_for_fixtured_parts_and_it_finds_faint_stains(tmp_path):
+    train, test = _fixtured_parts(60, 5), _fixtured_parts(20, 6)
+    on = InspectionModel.train(train, seed=0, **PATCH_KNN_PIXELS)
+    off = InspectionModel.train(train, seed=0, template=False, **PATCH_KNN_PIXELS)
+    assert on.template is not None and on.summary["template"] and off.template is None
+    assert on.summary["template_explained"] >= MIN_EXPLAINED
+    stained = _stained(test, 0.04)  # 4 % darker at its centre: the patches hardly see it
+
+    def separation(m):
+        good = np.array([v.score for v in m.inspect(test)])
+        bad = np.array([v.score for v in m.inspect(stained)])
+        return (bad[:, None] > good[None, :]).mean()
+
+    assert separation(on) > 0.95 and separation(off) < 0.9
+    # calibration scores carry the term: the threshold is in the combined score's units
+    assert len(on.calibration.scores) == 60 and on.calibration.threshold != off.calibration.threshold
+    # saved and loaded: the same scores; the same seed: the same model
+    on.save(tmp_path / "m")
+    loaded = InspectionModel.load(tmp_path / "m")
+    s = [v.score for v in on.inspect(stained)]
+    assert [v.score for v in loaded.inspect(stained)] == s
+    assert [v.score for v in InspectionModel.train(train, seed=0, **PATCH_KNN_PIXELS).inspect(stained)] == s
+
+
+def test_model_leaves_it_off_where_the_template_does_not_explain_the_images():
+    d = make_shapes(40, 2, 2, seed=1, jitter="intended")  # radii vary: R² about 0.96
+    m = InspectionModel.train(d.train, seed=0, **PATCH_KNN_PIXELS)
+    assert m.template is None and m.summary["template_explained"] < MIN_EXPLAINED
+    texture = np.random.default_rng(0).random((30, 1, 24, 24)).astype(np.float32)
+    m = InspectionModel.train(texture, seed=0, **PATCH_KNN_PIXELS)
+    assert m.template is None and m.summary["template_explained"] < 0.5
+    # detectors without a fitted score rule (the seed's autoencoder stays exact) leave it off
+    m = InspectionModel.train(_fixtured_parts(30, 7), detector="mt", seed=0)
+    assert m.template is None and m.summary["template_explained"] is None
+
+
+def test_forcing_it_needs_enough_calibration_images():
+    with pytest.raises(KizuError, match="at least 8 calibration images"):
+        InspectionModel.train(_fixtured_parts(20, 8), seed=0, template=True, calibration="holdout",
+                              calibration_fraction=0.2, **PATCH_KNN_PIXELS)
+    m = InspectionModel.train(_fixtured_parts(20, 8), seed=0, template=True, **PATCH_KNN_PIXELS)
+    assert m.template is not None
+
+
+def test_a_damaged_template_in_a_model_file_is_a_clear_error(tmp_path):
+    m = InspectionModel.train(_fixtured_parts(30, 9), seed=0, **PATCH_KNN_PIXELS)
+    assert m.template is not None
+    m.save(tmp_path / "m")
+    meta_file = tmp_path / "m" / "model.json"
+    meta = json.loads(meta_file.read_text())
+    meta["template"]["sd"] = -1.0
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(ModelFileError, match="golden template"):
+        InspectionModel.load(tmp_path / "m")
