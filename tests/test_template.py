@@ -146,3 +146,12 @@ def test_a_damaged_template_in_a_model_file_is_a_clear_error(tmp_path):
     meta_file.write_text(json.dumps(meta))
     with pytest.raises(ModelFileError, match="golden template"):
         InspectionModel.load(tmp_path / "m")
+
+
+def test_flat_images_need_no_registration():
+    zeros = np.zeros((3, 8, 8))
+    assert np.array_equal(register(zeros, zeros[0]), zeros)
+    tpl = GoldenTemplate.fit(np.zeros((10, 1, 8, 8), np.float32))
+    spot = np.zeros((1, 1, 8, 8), np.float32)
+    spot[0, 0, 4, 4] = 0.5
+    assert tpl.scores(np.zeros((1, 1, 8, 8), np.float32))[0] == 0 and tpl.scores(spot)[0] > 10

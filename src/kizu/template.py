@@ -68,7 +68,11 @@ def grey(images: np.ndarray, factor: int = 1) -> np.ndarray:
 def register(images: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """``(N, H, W)`` shifted (sub-pixel, bilinear, edges extended) onto ``reference`` ``(H, W)``."""
     out = np.empty_like(images)
+    flat_reference = np.ptp(reference) == 0
     for i, im in enumerate(images):
+        if flat_reference or np.ptp(im) == 0:  # nothing to align (and skimage would warn)
+            out[i] = im
+            continue
         shift, _, _ = phase_cross_correlation(reference, im, upsample_factor=10, normalization=None)
         out[i] = ndimage.shift(im, shift, order=1, mode="nearest")
     return out
