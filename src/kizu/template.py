@@ -19,9 +19,9 @@ surface somewhere else on the part) still departs from that prediction where it 
 template nor the detector saw, so calibration stays conformal. It is worth it only where the
 template explains the good images almost completely: ``explained_variance`` (R² of held-out good
 images) must reach ``MIN_EXPLAINED`` for the automatic choice to turn it on. Measured
-(``bench/registered_reference_probe.py``): R² 0.994–0.999 on ``synth fine`` parts and the seed's
-shapes, where it helps; 0.96 on the ``intended`` shapes (radii vary: it costs AUROC there), 0.6–0.7
-on brick tiles, below 0.12 on textures.
+(``bench/template_gate.py``): R² 0.994–0.9997 on ``synth fine`` parts and the seed's shapes, where
+it helps; 0.96 on the ``intended`` shapes (radii vary: it costs AUROC there), 0.60–0.64 on brick
+tiles, below 0.12 on textures, gravel and grass.
 """
 
 from __future__ import annotations
@@ -49,8 +49,9 @@ def default_sigma(h: int, w: int) -> float:
 
 
 def reduction(h: int, w: int) -> int:
-    """The integer block size that brings ``(h, w)`` to at most ``MAX_SIDE`` px a side."""
-    return max(1, -(-max(h, w) // MAX_SIDE))
+    """The integer block size that brings ``(h, w)`` to at most ``MAX_SIDE`` px a side (never below
+    1 px: a thin strip keeps its short side)."""
+    return max(1, min(-(-max(h, w) // MAX_SIDE), h, w))
 
 
 def grey(images: np.ndarray, factor: int = 1) -> np.ndarray:
