@@ -136,22 +136,53 @@ def test_forcing_it_needs_enough_calibration_images():
     assert m.template is not None
 
 
-def test_a_damaged_template_in_a_model_file_is_a_clear_error(tmp_path):
+def _saved(tmp_path):
     m = InspectionModel.train(_fixtured_parts(30, 9), seed=0, **PATCH_KNN_PIXELS)
     assert m.template is not None
     m.save(tmp_path / "m")
-    meta_file = tmp_path / "m" / "model.json"
-    meta = json.loads(meta_file.read_text())
-    meta["template"]["sd"] = -1.0
-    meta_file.write_text(json.dumps(meta))
-    with pytest.raises(ModelFileError, match="golden template"):
-        InspectionModel.load(tmp_path / "m")
+    return tmp_path / "m"
 
 
-def test_flat_images_need_no_registration():
-    zeros = np.zeros((3, 8, 8))
-    assert np.array_equal(register(zeros, zeros[0]), zeros)
-    tpl = GoldenTemplate.fit(np.zeros((10, 1, 8, 8), np.float32))
-    spot = np.zeros((1, 1, 8, 8), np.float32)
-    spot[0, 0, 4, 4] = 0.5
-    assert tpl.scores(np.zeros((1, 1, 8, 8), np.float32))[0] == 0 and tpl.scores(spot)[0] > 10
+def test_a_model_with_a_template_is_format_2_so_older_kizu_refuses_it(tmp_path):
+    path = _saved(tmp_path)
+    assert json.loads((path / "model.json").read_text())["format_version"] == 2
+    InspectionModel.train(_fixtured_parts(30, 9), seed=0, template=False, **PATCH_KNN_PIXELS).save(tmp_path / "plain")
+    assert json.loads((tmp_path / "plain" / "model.json").read_text())["format_version"] == 1
+
+
+@pytest.mark.parametrize("damage, names", [
+    (lambda meta, arrays: meta["template"].update(sd=-1.0), "model.json"),
+    (lambda meta, arrays: meta["template"].update(sigma=float("inf")), "model.json"),
+    (lambda meta, arrays: meta["template"].update(factor=2), "weights.safetensors"),
+    (lambda meta, arrays: arrays["template.mean"].__setitem__((3, 3), np.nan), "weights.safetensors"),
+])
+def test_a_damaged_template_is_a_clear_error_naming_the_file(tmp_path, damage, names):
+    from safetensors.numpy import load_file, save_file
+
+    path = _saved(tmp_path)
+    meta = json.loads((path / "model.json").read_text())
+    arrays = load_file(str(path / "weights.safetensors"))
+    damage(meta, arrays)
+    (path / "model.json").write_text(json.dumps(meta))
+    save_file(arrays, str(path / "weights.safetensors"))
+    with pytest.raises(ModelFileError, match="template") as err:
+        InspectionModel.load(path)
+    assert names in str(err.value)
+
+
+def test_calibration_scores_are_combined_with_the_others_statistics():
+    # new images are standardised by statistics they are not part of; so must each calibration
+    # image be, or a small calibration set's threshold flags more new good images than alpha
+    from kizu.calibration import conformal_threshold
+
+    rng = np.random.default_rng(0)
+    n, alpha, trials = 12, 0.1, 4000
+    far_own, far_naive = [], []
+    for _ in range(trials):
+        s, t = rng.lognormal(size=n + 200), rng.gumbel(size=n + 200)
+        term = TemplateTerm.fit(GoldenTemplate(np.zeros((2, 2)), np.ones((2, 2)), np.ones((2, 2)), 1.0),
+                                t[:n], s[:n], 1.0)
+        new = term.combine(s[n:], t[n:])
+        far_own.append((new > conformal_threshold(TemplateTerm.own_combined(s[:n], t[:n]), alpha)).mean())
+        far_naive.append((new > conformal_threshold(term.combine(s[:n], t[:n]), alpha)).mean())
+    assert np.mean(far_own) <= alpha + 0.005 < np.mean(far_naive)

@@ -29,11 +29,15 @@ from .preprocess import MAX_SIDE, Preprocessor, resize_maps
 from .reference import ScoreReference, image_descriptors
 from .regions import find_regions
 from .scoring import ScoreRule, smooth_maps
-from .template import MIN_EXPLAINED, MIN_HELD_OUT, GoldenTemplate, TemplateTerm, held_out_fit
+from .template import MIN_EXPLAINED, MIN_HELD_OUT, GoldenTemplate, TemplateTerm, grey, held_out_fit_grey, reduction
 from .tiling import extract_tiles, stitch_maps
 from .torch_utils import resolve_device
 
 FORMAT_VERSION = 1
+#: a model with a golden template is written as version 2, so a kizu that cannot use the template
+#: refuses the model instead of scoring without it; version 1 is still written without one
+FORMAT_VERSION_TEMPLATE = 2
+READ_VERSIONS = (FORMAT_VERSION, FORMAT_VERSION_TEMPLATE)
 #: safetensors keys of the golden template (beside the detector's own)
 TEMPLATE_PREFIX = "template."
 #: ``calibration="auto"`` uses cross-conformal calibration up to this many good images
@@ -134,8 +138,9 @@ class InspectionModel:
         ``resize`` is given; maps still come back at each input's resolution (None or 0: never).
         ``template``: combine a golden-template comparison with the image score (``kizu.template``; for
         parts in a fixture). ``None``: on where the score rule is fitted and the images are not
-        tiled, if held-out good images are explained by the template to R² >= ``MIN_EXPLAINED``.
-        Needs >= ``MIN_HELD_OUT`` calibration images. It changes image scores, not maps.
+        tiled, if held-out good images are explained by the template to a median R² >=
+        ``MIN_EXPLAINED`` (cross-calibration: in every fold). Needs >= ``MIN_HELD_OUT`` calibration
+        images. It changes image scores, not maps. A model with it is saved as format version 2.
         """
         if not isinstance(images, ImageFiles):
             images = _as_image_list(images)
@@ -191,7 +196,7 @@ class InspectionModel:
             model.template, template_explained, t_cal = _template_term(
                 x, fit_idx, cal_idx, calibration == "cross", folds, seed, cal_scores, forced=bool(template))
             if model.template is not None:
-                cal_scores = model.template.combine(cal_scores, t_cal)
+                cal_scores = TemplateTerm.own_combined(cal_scores, t_cal)
         train_scores, train_peaks = model._scores_and_peaks(x_fit, train_maps)
         model.calibration = Calibration.fit(cal_scores, alpha, threshold_rule, train_scores, delta=delta)
         model.calibration.pixel_threshold = _pixel_threshold(
@@ -318,7 +323,8 @@ class InspectionModel:
     # -- persistence -----------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
         return {
-            "format": "kizu-model", "format_version": FORMAT_VERSION, "kizu_version": __version__,
+            "format": "kizu-model", "kizu_version": __version__,
+            "format_version": FORMAT_VERSION if self.template is None else FORMAT_VERSION_TEMPLATE,
             "preprocess": self.preprocessor.to_json(),
             "detector": {"name": self.detector.name, "config": self.detector.config()},
             "scoring": self.score_rule.to_json(),
@@ -375,9 +381,10 @@ class InspectionModel:
             raise ModelFileError(meta_file, f"damaged model description (invalid JSON: {err})") from None
         if not isinstance(meta, dict) or meta.get("format") != "kizu-model":
             raise ModelFileError(meta_file, "not a kizu model description")
-        if meta.get("format_version") != FORMAT_VERSION:
+        if meta.get("format_version") not in READ_VERSIONS:
             raise ModelFileError(meta_file, f"model format version {meta.get('format_version')} is not supported "
-                                            f"by kizu {__version__} (it reads version {FORMAT_VERSION})")
+                                            f"by kizu {__version__} (it reads versions "
+                                            f"{', '.join(map(str, READ_VERSIONS))})")
         try:
             det_cls = detector_class(meta["detector"]["name"])
             det = det_cls.from_config(meta["detector"]["config"])
@@ -387,6 +394,8 @@ class InspectionModel:
             rule = ScoreRule(**meta["scoring"])
             ref = meta.get("reference")  # absent in models saved before it existed
             ref = None if ref is None else ScoreReference.from_json(ref)
+            if meta.get("template") is not None:  # absent in models saved before it existed
+                TemplateTerm.check_json(meta["template"])
             cal = Calibration.from_json(meta["calibration"])
         except KizuError as err:
             raise ModelFileError(meta_file, str(err)) from None
@@ -404,9 +413,12 @@ class InspectionModel:
         except (KeyError, RuntimeError, ValueError) as err:
             raise ModelFileError(weights_file, f"weights do not fit the detector ({err})") from None
         tpl = None
-        if meta.get("template") is not None:  # absent in models saved before it existed
+        if meta.get("template") is not None:
             try:
                 tpl = TemplateTerm.from_json(meta["template"], tpl_state)
+                f = tpl.template.factor
+                if tpl.template.mean.shape != (pre.size[0] // f, pre.size[1] // f):
+                    raise ValueError(f"template {tpl.template.mean.shape} does not fit images of {pre.size} / {f}")
             except (KeyError, TypeError, ValueError) as err:
                 raise ModelFileError(weights_file, f"damaged golden template ({type(err).__name__}: {err})") from None
         return cls(det, pre, rule, cal, meta.get("training", {}), ref, tpl)
@@ -438,24 +450,27 @@ def _out_of_fold_scores(det: Detector, pre: Preprocessor, rule: ScoreRule, x: np
 
 def _template_term(x: np.ndarray, fit_idx: np.ndarray, cal_idx: np.ndarray, cross: bool, folds: int, seed: int,
                    cal_scores: np.ndarray, forced: bool) -> tuple[TemplateTerm | None, float | None, np.ndarray]:
-    """The golden-template term (or None), the held-out images' median R² (None if not measured)
-    and the calibration images' template scores, from templates that did not see them: the other
+    """The golden-template term (or None), the held-out images' median R² (None if not measured; with
+    ``forced`` False, over the folds up to the first whose median is below ``MIN_EXPLAINED``) and
+    the calibration images' template scores, from templates that did not see them: the other
     folds' (cross) or the fitted images' (holdout)."""
     n_held = len(x) if cross else len(cal_idx)
     if n_held < MIN_HELD_OUT:
         if forced:
             raise KizuError(f"the golden template needs at least {MIN_HELD_OUT} calibration images, not {n_held}")
         return None, None, np.zeros(0)
+    factor = reduction(*x.shape[-2:])
+    g = grey(x, factor)  # once, small: (N, h, w) at most 128 px a side
     if cross:
-        t_cal, r2 = held_out_fit(x, folds, seed, stop_below=None if forced else MIN_EXPLAINED)
+        t_cal, r2 = held_out_fit_grey(g, factor, folds, seed, stop_below=None if forced else MIN_EXPLAINED)
         explained = float(np.nanmedian(r2))
         if np.isnan(t_cal).any():  # stopped after a fold the template did not explain
             return None, explained, t_cal
-        template = GoldenTemplate.fit(x)
+        template = GoldenTemplate.fit_grey(g, factor)
     else:
-        template = GoldenTemplate.fit(x[fit_idx])
-        t_cal, r2 = template.scores(x[cal_idx]), template.explained_variance(x[cal_idx])
-        explained = float(np.median(r2))
+        template = GoldenTemplate.fit_grey(g[fit_idx], factor)
+        t_cal = template.scores(g[cal_idx], is_grey=True)
+        explained = float(np.median(template.explained_variance(g[cal_idx], is_grey=True)))
     if not forced and explained < MIN_EXPLAINED:
         return None, explained, t_cal
     return TemplateTerm.fit(template, t_cal, cal_scores, explained), explained, t_cal

@@ -16,7 +16,8 @@ surface somewhere else on the part) still departs from that prediction where it 
 
 ``TemplateTerm`` combines that score with a model's image score (``InspectionModel``,
 ``template=``) as a soft maximum of the two, each standardised by good images that neither the
-template nor the detector saw, so calibration stays conformal. It is worth it only where the
+template nor the detector saw; each of those images' own combined score uses the others'
+statistics (``own_combined``), so calibration scores stay exchangeable with new images' scores. It is worth it only where the
 template explains the good images almost completely: ``explained_variance`` (R² of held-out good
 images) must reach ``MIN_EXPLAINED`` for the automatic choice to turn it on. Measured
 (``bench/template_gate.py``): R² 0.994–0.9997 on ``synth fine`` parts and the seed's shapes, where
@@ -54,16 +55,21 @@ def reduction(h: int, w: int) -> int:
     return max(1, min(-(-max(h, w) // MAX_SIDE), h, w))
 
 
-def grey(images: np.ndarray, factor: int = 1) -> np.ndarray:
+def grey(images: np.ndarray, factor: int = 1, chunk: int = 64) -> np.ndarray:
     """``(N, C, H, W)`` or ``(N, H, W)`` → ``(N, H // factor, W // factor)`` float64: the channel
-    mean, averaged over ``factor``-px blocks (a remainder at the bottom and right is dropped)."""
-    x = np.asarray(images, dtype=np.float64)
-    g = x.mean(axis=1) if x.ndim == 4 else x
-    if factor > 1:
-        n, h, w = g.shape
-        h, w = h // factor, w // factor
-        g = g[:, : h * factor, : w * factor].reshape(n, h, factor, w, factor).mean(axis=(2, 4))
-    return g
+    mean, averaged over ``factor``-px blocks (a remainder at the bottom and right is dropped).
+    Works ``chunk`` images at a time, so a large set is never copied whole."""
+    n = len(images)
+    shape = np.shape(images)[-2:]
+    h, w = shape[0] // factor, shape[1] // factor
+    out = np.empty((n, h, w))
+    for i in range(0, n, chunk):
+        x = np.asarray(images[i : i + chunk], dtype=np.float32)
+        g = x.mean(axis=1) if x.ndim == 4 else x
+        if factor > 1:
+            g = g[:, : h * factor, : w * factor].reshape(len(g), h, factor, w, factor).mean(axis=(2, 4))
+        out[i : i + chunk] = g
+    return out
 
 
 def register(images: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -94,7 +100,11 @@ class GoldenTemplate:
     def fit(cls, images: np.ndarray, sigma: float | None = None) -> "GoldenTemplate":
         """From good images ``(N, C, H, W)`` (N >= 2)."""
         factor = reduction(*np.shape(images)[-2:])
-        g = grey(images, factor)
+        return cls.fit_grey(grey(images, factor), factor, sigma)
+
+    @classmethod
+    def fit_grey(cls, g: np.ndarray, factor: int, sigma: float | None = None) -> "GoldenTemplate":
+        """From good images already through ``grey(images, factor)``: ``(N, h, w)``."""
         if len(g) < 2:
             raise ValueError(f"a golden template needs at least 2 good images, not {len(g)}")
         sigma = default_sigma(*g.shape[1:]) if sigma is None else float(sigma)
@@ -106,24 +116,25 @@ class GoldenTemplate:
         spread = _residuals(blurred, mean).std(axis=0) + SPREAD_FLOOR * max(float(mean.mean()), 1e-6)
         return cls(reference, mean, spread, sigma, factor)
 
-    def _blurred(self, images: np.ndarray) -> np.ndarray:
-        g = grey(images, self.factor)
+    def _blurred(self, images: np.ndarray, is_grey: bool = False) -> np.ndarray:
+        g = images if is_grey else grey(images, self.factor)
         if g.shape[1:] != self.mean.shape:
             raise ValueError(f"template is {self.mean.shape} (images / {self.factor}), images give {g.shape[1:]}")
         return _blur(register(g, self.reference), self.sigma)
 
-    def departures(self, images: np.ndarray) -> np.ndarray:
-        """``(N, H, W)``: each pixel's departure from the template in units of the good images' spread."""
-        return _residuals(self._blurred(images), self.mean) / self.spread
+    def departures(self, images: np.ndarray, is_grey: bool = False) -> np.ndarray:
+        """``(N, h, w)``: each pixel's departure from the template in units of the good images'
+        spread (``is_grey``: ``images`` are already ``grey(images, factor)``)."""
+        return _residuals(self._blurred(images, is_grey), self.mean) / self.spread
 
-    def scores(self, images: np.ndarray) -> np.ndarray:
+    def scores(self, images: np.ndarray, is_grey: bool = False) -> np.ndarray:
         """``(N,)`` largest departure either way (darker or brighter)."""
-        z = self.departures(images)
+        z = self.departures(images, is_grey)
         return np.abs(z).reshape(len(z), -1).max(axis=1) if len(z) else np.zeros(0)
 
-    def explained_variance(self, images: np.ndarray) -> np.ndarray:
+    def explained_variance(self, images: np.ndarray, is_grey: bool = False) -> np.ndarray:
         """``(N,)`` R²: share of each image's (blurred) pixel variance that the template explains."""
-        b = self._blurred(images)
+        b = self._blurred(images, is_grey)
         total = ((b - b.mean(axis=(1, 2), keepdims=True)) ** 2).sum(axis=(1, 2))
         return 1.0 - (_residuals(b, self.mean) ** 2).sum(axis=(1, 2)) / np.maximum(total, 1e-12)
 
@@ -134,9 +145,10 @@ class GoldenTemplate:
     @classmethod
     def from_state(cls, state: dict[str, np.ndarray], sigma: float, factor: int = 1) -> "GoldenTemplate":
         arrays = [np.asarray(state[k], dtype=np.float64) for k in ("reference", "mean", "spread")]
-        if arrays[0].ndim != 2 or any(a.shape != arrays[0].shape for a in arrays) or not np.all(arrays[2] > 0):
-            raise ValueError("template arrays do not fit together")
-        if not sigma > 0 or int(factor) != factor or factor < 1:
+        if arrays[0].ndim != 2 or any(a.shape != arrays[0].shape for a in arrays) or not np.all(arrays[2] > 0) \
+                or not all(np.isfinite(a).all() for a in arrays):
+            raise ValueError("template arrays do not fit together (shapes, finite values, spread > 0)")
+        if not (np.isfinite(sigma) and sigma > 0) or int(factor) != factor or factor < 1:
             raise ValueError(f"template sigma must be > 0 and factor a positive integer, not {sigma}, {factor}")
         return cls(*arrays, float(sigma), int(factor))
 
@@ -153,15 +165,24 @@ def _residuals(blurred: np.ndarray, mean: np.ndarray) -> np.ndarray:
 
 def held_out_fit(images: np.ndarray, folds: int, seed: int, stop_below: float | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """``(N,)`` template scores and R² of each image from a template fitted on the other folds. With
-    ``stop_below``, the folds after one whose median R² is below it are skipped (NaN there): the
-    template does not explain these images, and the other folds' work would be wasted."""
-    n = len(images)
+    """``(N,)`` template scores and R² of each of ``images`` ``(N, C, H, W)`` from a template fitted
+    on the other folds (the folds ``InspectionModel``'s cross-calibration uses for the same seed).
+    With ``stop_below``, the folds after one whose median R² is below it are skipped (NaN there):
+    the template does not explain these images, and the other folds' work would be wasted."""
+    factor = reduction(*np.shape(images)[-2:])
+    return held_out_fit_grey(grey(images, factor), factor, folds, seed, stop_below)
+
+
+def held_out_fit_grey(g: np.ndarray, factor: int, folds: int, seed: int, stop_below: float | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """``held_out_fit`` on images already through ``grey(images, factor)``."""
+    n = len(g)
     scores, explained = np.full(n, np.nan), np.full(n, np.nan)
     perm = np.random.default_rng(seed).permutation(n)
     for held in np.array_split(perm, folds):
-        tpl = GoldenTemplate.fit(images[np.setdiff1d(perm, held)])
-        scores[held], explained[held] = tpl.scores(images[held]), tpl.explained_variance(images[held])
+        tpl = GoldenTemplate.fit_grey(g[np.setdiff1d(perm, held)], factor)
+        scores[held] = tpl.scores(g[held], is_grey=True)
+        explained[held] = tpl.explained_variance(g[held], is_grey=True)
         if stop_below is not None and np.median(explained[held]) < stop_below:
             break
     return scores, explained
@@ -201,14 +222,42 @@ class TemplateTerm:
     def adjust(self, scores: np.ndarray, images: np.ndarray) -> np.ndarray:
         return self.combine(scores, self.template.scores(images))
 
+    @staticmethod
+    def own_combined(scores: np.ndarray, template_scores: np.ndarray) -> np.ndarray:
+        """The held-out good images' own combined scores, each standardised by the *other* images'
+        statistics — as a new image is standardised by statistics it is not part of, so calibration
+        scores stay exchangeable with new images' scores (with statistics that include each image
+        itself, a small calibration set's threshold flags more new good images than alpha: tested)."""
+        s = np.asarray(scores, dtype=np.float64)
+        t = np.asarray(template_scores, dtype=np.float64)
+        s_mean, s_sd = _leave_one_out(s)
+        t_mean, t_sd = _leave_one_out(t)
+        return s_mean + s_sd * np.logaddexp((s - s_mean) / s_sd, (t - t_mean) / t_sd)
+
     def to_json(self) -> dict:
         return {"mean": self.mean, "sd": self.sd, "score_mean": self.score_mean, "score_sd": self.score_sd,
                 "explained": self.explained, "sigma": self.template.sigma, "factor": self.template.factor}
 
+    @staticmethod
+    def check_json(data: dict) -> list[float]:
+        """The term's numbers from model.json, checked (ValueError / KeyError / TypeError if not)."""
+        values = [float(data[k]) for k in ("mean", "sd", "score_mean", "score_sd", "explained", "sigma")]
+        factor = data.get("factor", 1)
+        if not (np.isfinite(values).all() and values[1] > 0 and values[3] > 0 and values[5] > 0) \
+                or not isinstance(factor, int) or factor < 1:
+            raise ValueError(f"invalid template term ({values}, factor {factor!r})")
+        return values
+
     @classmethod
     def from_json(cls, data: dict, state: dict[str, np.ndarray]) -> "TemplateTerm":
-        tpl = GoldenTemplate.from_state(state, float(data["sigma"]), data.get("factor", 1))
-        values = [float(data[k]) for k in ("mean", "sd", "score_mean", "score_sd", "explained")]
-        if not (np.isfinite(values).all() and values[1] > 0 and values[3] > 0):
-            raise ValueError(f"invalid template term ({values})")
-        return cls(tpl, *values)
+        mean, sd, score_mean, score_sd, explained, sigma = cls.check_json(data)
+        tpl = GoldenTemplate.from_state(state, sigma, data.get("factor", 1))
+        return cls(tpl, mean, sd, score_mean, score_sd, explained)
+
+
+def _leave_one_out(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(N,)`` mean and standard deviation of ``v`` without each element (N >= 3)."""
+    n = len(v)
+    mean = (v.sum() - v) / (n - 1)
+    var = ((v * v).sum() - v * v) / (n - 1) - mean * mean
+    return mean, np.sqrt(np.maximum(var, 0.0)) + 1e-12
