@@ -36,7 +36,6 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 from skimage.filters import threshold_otsu
-from skimage.registration import phase_cross_correlation
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
@@ -46,6 +45,7 @@ from kizu.benchmark import save_results, seed_arg  # noqa: E402
 from kizu import InspectionModel  # noqa: E402
 from kizu.detectors import DEFAULT_DETECTOR, default_options  # noqa: E402
 from kizu.synth import make_shapes  # noqa: E402
+from kizu.template import register  # noqa: E402
 from kizu.synth.fine import make_fine  # noqa: E402
 
 #: the data sets the probe runs on (100 good training images each)
@@ -57,15 +57,6 @@ TASKS = {
 
 #: the mean image above this level is the part (parts are ~0.7 on a ~0.16 background)
 PART_LEVEL = 0.45
-
-
-def register(images: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """``(N, H, W)`` shifted (sub-pixel, bilinear) onto ``reference`` by phase correlation."""
-    out = []
-    for im in images:
-        shift, _, _ = phase_cross_correlation(reference, im, upsample_factor=10, normalization=None)
-        out.append(ndimage.shift(im, shift, order=1, mode="nearest"))
-    return np.stack(out)
 
 
 def standardised_residuals(train: np.ndarray, test: np.ndarray, sigma: float, shading: bool, gain: str = "part",
@@ -166,7 +157,8 @@ def main(argv=None) -> int:
         if seed == args.seeds[0]:
             print(f"{'seed':>4} {'scores (mask/sides[/shading])':<28} " + " ".join(f"{k:>9}" for k in kinds))
         model = InspectionModel.train(d.train, detector=DEFAULT_DETECTOR,
-                                      detector_options=default_options(DEFAULT_DETECTOR), seed=seed)
+                                      detector_options=default_options(DEFAULT_DETECTOR), seed=seed,
+                                      template=False)  # the probe is its own template
         default = np.array([v.score for v in model.inspect(d.test)])
         cal = np.asarray(model.calibration.scores)
         for shading in (False, True):

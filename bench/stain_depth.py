@@ -5,7 +5,11 @@ the whole pipeline) and compared with the good test images: its share of goods s
 its AUROC contribution. Depth is the stain's darkening at its centre, measured against the same
 image without the stain (``fine_example`` returns both); size is the radius of its mask.
 
-    .venv/bin/python bench/stain_depth.py [--seeds 2 3 4 5 6 7]
+    .venv/bin/python bench/stain_depth.py [--seeds 2 3 4 5 6 7] [--template]
+
+Without ``--template`` the model leaves the golden template out (``template=False``), as in
+``bench/results/stain_depth.*``, which were measured before it existed; ``--template`` uses the
+default (on for these parts).
 
 Prints a table; writes bench/results/stain_depth.json.
 """
@@ -30,11 +34,12 @@ DEPTH_BINS = (0.10, 0.13, 0.16, 0.20, 0.26)
 RADIUS_BINS = (0.0, 6.0, 8.0, 20.0)
 
 
-def stain_rows(seed: int) -> list[dict]:
+def stain_rows(seed: int, template: bool = False) -> list[dict]:
     """One row per test stain: depth at its centre, mask radius (px), share of goods scoring below."""
     d = make_fine(100, 100, 25, size=64, seed=seed, mode="parts")
     model = InspectionModel.train(d.train, detector=DEFAULT_DETECTOR,
-                                  detector_options=default_options(DEFAULT_DETECTOR), seed=seed)
+                                  detector_options=default_options(DEFAULT_DETECTOR), seed=seed,
+                                  template=None if template else False)
     types = np.asarray(d.test_types)
     scores = np.array([v.score for v in model.inspect(d.test)])
     good = scores[types == "good"]
@@ -61,17 +66,19 @@ def binned(rows: list[dict], key: str, edges) -> list[dict]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=seed_arg, nargs="+", default=[2, 3, 4, 5, 6, 7])
+    ap.add_argument("--template", action="store_true", help="with the golden template (the default model)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "stain_depth.json")
     args = ap.parse_args(argv)
-    rows = [r for seed in args.seeds for r in stain_rows(seed)]
+    rows = [r for seed in args.seeds for r in stain_rows(seed, args.template)]
     by_depth, by_radius = binned(rows, "depth", DEPTH_BINS), binned(rows, "radius_px", RADIUS_BINS)
-    print(f"fine parts, default detector, seeds {args.seeds}: {len(rows)} stains")
+    print(f"fine parts, default detector{' with' if args.template else ' without'} the golden template, "
+          f"seeds {args.seeds}: {len(rows)} stains")
     for b in by_depth:
         print(f"depth  {b['depth'][0]:.2f}-{b['depth'][1]:.2f}   n {b['n']:>3}   AUROC {b['auroc']:.3f}")
     for b in by_radius:
         print(f"radius {b['radius_px'][0]:>4.0f}-{b['radius_px'][1]:<4.0f} px n {b['n']:>3}   AUROC {b['auroc']:.3f}")
     print(f"all stains: AUROC {np.mean([r['goods_below'] for r in rows]):.3f}")
-    save_results(args.out, {"detector": DEFAULT_DETECTOR, "seeds": args.seeds, "by_depth": by_depth,
+    save_results(args.out, {"detector": DEFAULT_DETECTOR, "template": args.template, "seeds": args.seeds, "by_depth": by_depth,
                             "by_radius": by_radius, "stains": rows})
     return 0
 

@@ -40,6 +40,14 @@ def conformal_threshold(calibration_scores: np.ndarray, alpha: float) -> float:
     return float(cal[min(m, len(cal) - 1)])
 
 
+def cross_folds(n: int, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Cross-conformal folds of ``n`` images: ``(fitted, held out)`` index arrays per fold, a seeded
+    shuffle split into ``folds`` near-equal parts. Everything cross-fitted for one model (detector,
+    golden template) uses these, so each image is held out of the same fold everywhere."""
+    perm = np.random.default_rng(seed).permutation(n)
+    return [(np.setdiff1d(perm, held), held) for held in np.array_split(perm, folds)]
+
+
 def smallest_reachable_alpha(n_cal: int) -> float:
     """With n calibration images no p-value is below 1/(n+1)."""
     return 1.0 / (n_cal + 1)

@@ -20,7 +20,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from . import __version__
-from .calibration import Calibration, conformal_threshold
+from .calibration import Calibration, conformal_threshold, cross_folds
 from .detectors import DEFAULT_DETECTOR, DEFAULT_OPTIONS, create, detector_class
 from .detectors.base import Detector, ProgressFn
 from .errors import KizuError, ModelFileError
@@ -435,10 +435,8 @@ def _out_of_fold_scores(det: Detector, pre: Preprocessor, rule: ScoreRule, x: np
     (same configuration) fitted on the other folds."""
     if not 2 <= folds <= len(x) // 2:
         raise KizuError(f"cross-conformal calibration needs 2 <= folds <= n/2 (n = {len(x)}), not {folds}")
-    perm = np.random.default_rng(seed).permutation(len(x))
     scores, peaks = np.empty(len(x)), np.empty(len(x))
-    for k, held in enumerate(np.array_split(perm, folds)):
-        rest = np.setdiff1d(perm, held)
+    for k, (rest, held) in enumerate(cross_folds(len(x), folds, seed)):
         fold_det = type(det).from_config(det.config())
         fold_det.fit(pre.fit_view(x[rest]), seed=seed + 1000 * (k + 1))
         fold_model = InspectionModel(fold_det, pre, rule, Calibration([], 0.05))

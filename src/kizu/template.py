@@ -33,6 +33,8 @@ import numpy as np
 from scipy import ndimage
 from skimage.registration import phase_cross_correlation
 
+from .calibration import cross_folds
+
 #: held-out good images must be explained to at least this R² for ``template=auto`` to turn it on
 MIN_EXPLAINED = 0.99
 #: at least this many held-out good images to estimate the term's statistics from
@@ -166,7 +168,7 @@ def _residuals(blurred: np.ndarray, mean: np.ndarray) -> np.ndarray:
 def held_out_fit(images: np.ndarray, folds: int, seed: int, stop_below: float | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
     """``(N,)`` template scores and R² of each of ``images`` ``(N, C, H, W)`` from a template fitted
-    on the other folds (the folds ``InspectionModel``'s cross-calibration uses for the same seed).
+    on the other folds (``calibration.cross_folds``: those of ``InspectionModel``'s cross-calibration).
     With ``stop_below``, the folds after one whose median R² is below it are skipped (NaN there):
     the template does not explain these images, and the other folds' work would be wasted."""
     factor = reduction(*np.shape(images)[-2:])
@@ -176,11 +178,9 @@ def held_out_fit(images: np.ndarray, folds: int, seed: int, stop_below: float | 
 def held_out_fit_grey(g: np.ndarray, factor: int, folds: int, seed: int, stop_below: float | None = None
                       ) -> tuple[np.ndarray, np.ndarray]:
     """``held_out_fit`` on images already through ``grey(images, factor)``."""
-    n = len(g)
-    scores, explained = np.full(n, np.nan), np.full(n, np.nan)
-    perm = np.random.default_rng(seed).permutation(n)
-    for held in np.array_split(perm, folds):
-        tpl = GoldenTemplate.fit_grey(g[np.setdiff1d(perm, held)], factor)
+    scores, explained = np.full(len(g), np.nan), np.full(len(g), np.nan)
+    for rest, held in cross_folds(len(g), folds, seed):
+        tpl = GoldenTemplate.fit_grey(g[rest], factor)
         scores[held] = tpl.scores(g[held], is_grey=True)
         explained[held] = tpl.explained_variance(g[held], is_grey=True)
         if stop_below is not None and np.median(explained[held]) < stop_below:
