@@ -9,7 +9,8 @@ from scipy import ndimage
 from kizu import InspectionModel
 from kizu.errors import KizuError, ModelFileError
 from kizu.synth import make_shapes
-from kizu.template import MIN_EXPLAINED, GoldenTemplate, TemplateTerm, grey, held_out_fit, reduction, register
+from kizu.template import (MIN_EXPLAINED, GoldenTemplate, MapTerm, TemplateTerm, grey, held_out_fit, reduction,
+                           register)
 
 PATCH_KNN_PIXELS = {"detector": "patch-knn", "detector_options": {"backbone": "pixels"}}
 
@@ -27,10 +28,10 @@ def _fixtured_parts(n: int, seed: int, size: int = 32) -> np.ndarray:
     return np.clip(np.stack(out), 0, 1)[:, None].astype(np.float32)
 
 
-def _stained(images: np.ndarray, depth: float = 0.15) -> np.ndarray:
+def _stained(images: np.ndarray, depth: float = 0.15, at: tuple[float, float] = (0.45, 0.55)) -> np.ndarray:
     h, size = images.shape[-2:]
     yy, xx = np.mgrid[0:h, 0:size]
-    blob = np.exp(-((yy - size * 0.45) ** 2 + (xx - size * 0.55) ** 2) / (2 * (size / 10) ** 2))
+    blob = np.exp(-((yy - size * at[0]) ** 2 + (xx - size * at[1]) ** 2) / (2 * (size / 10) ** 2))
     return (images * (1.0 - depth * blob)).astype(np.float32)
 
 
@@ -55,6 +56,42 @@ def test_template_explains_fixtured_parts_not_textures_and_finds_a_faint_stain()
     z = tpl.departures(_stained(test[:1]))[0]
     peak = np.unravel_index(np.abs(z).argmax(), z.shape)
     assert abs(peak[0] - 32 * 0.45) <= 3 and abs(peak[1] - 32 * 0.55) <= 3 and z[peak] < 0
+
+
+def test_departure_maps_are_in_each_images_own_frame():
+    train = _fixtured_parts(40, 0, size=48)
+    tpl = GoldenTemplate.fit(train)
+    moved = ndimage.shift(train[:1, 0], (0, 4, -3), order=1, mode="nearest")[:, None]  # part 4 px down, 3 left
+    stained = _stained(moved, 0.2, at=(0.3, 0.4))  # stain at row 14.4, column 19.2 of the image
+    scores, maps = tpl.scores_and_maps(stained)
+    assert maps.shape == (1, 48, 48) and maps.dtype == np.float32 and (maps >= 0).all()
+    peak = np.unravel_index(maps[0].argmax(), maps[0].shape)
+    assert abs(peak[0] - 48 * 0.3) <= 2 and abs(peak[1] - 48 * 0.4) <= 2
+    # in the template's frame the same departure lies where the part was moved from
+    z = np.abs(tpl.departures(stained)[0])
+    at = np.unravel_index(z.argmax(), z.shape)
+    assert abs(at[0] - (48 * 0.3 - 4)) <= 2 and abs(at[1] - (48 * 0.4 + 3)) <= 2
+    np.testing.assert_allclose(scores, tpl.scores(stained))
+
+
+def test_map_term_adds_template_departures_in_the_display_maps_units():
+    rng = np.random.default_rng(1)
+    display, t = rng.gamma(2.0, 0.5, (10, 16, 16)).astype(np.float32), rng.random((10, 8, 8)).astype(np.float32)
+    scales = rng.uniform(1, 3, 10)
+    term, peaks = MapTerm.fit(display, t, scales)
+    rel = display / scales[:, None, None]
+    up = np.repeat(np.repeat(t, 2, axis=1), 2, axis=2)  # bilinear upsampling keeps the mean, not the spread
+    assert term.rel_sd == pytest.approx(rel.std(), rel=1e-6) and term.t_mean == pytest.approx(up.mean(), rel=1e-3)
+    # a model whose maps are c times larger (its scale too) adds c times as much: folds and final
+    # model, fitted on different numbers of images, add the template alike
+    np.testing.assert_allclose(term.combine(3 * display[:2], t[:2], 3 * 1.7), 3 * term.combine(display[:2], t[:2], 1.7),
+                               rtol=1e-5, atol=1e-5)
+    # a calibration image's own peak uses the other images' statistics
+    others = MapTerm.fit(display[1:], t[1:], scales[1:])[0]
+    assert peaks[0] == pytest.approx(float(others.combine(display[:1], t[:1], scales[0]).max()), rel=1e-5)
+    assert MapTerm.from_json(json.loads(json.dumps(term.to_json()))) == term
+    with pytest.raises(ValueError, match="map term"):
+        MapTerm.from_json({**term.to_json(), "t_sd": 0.0})
 
 
 def test_large_images_are_block_averaged_first():
@@ -114,6 +151,31 @@ def test_model_turns_it_on_for_fixtured_parts_and_it_finds_faint_stains(tmp_path
     s = [v.score for v in on.inspect(stained)]
     assert [v.score for v in loaded.inspect(stained)] == s
     assert [v.score for v in InspectionModel.train(train, seed=0, **PATCH_KNN_PIXELS).inspect(stained)] == s
+    assert all(np.array_equal(a.anomaly_map, b.anomaly_map) for a, b in zip(on.inspect(stained), loaded.inspect(stained)))
+
+
+def test_the_map_shows_the_stain_the_template_finds():
+    train, test = _fixtured_parts(60, 5), _fixtured_parts(20, 6)
+    on = InspectionModel.train(train, seed=0, **PATCH_KNN_PIXELS)
+    off = InspectionModel.train(train, seed=0, template=False, **PATCH_KNN_PIXELS)
+    assert on.template.map is not None
+    stained = _stained(test, 0.05, at=(0.4, 0.6))
+    centre = (round(32 * 0.4), round(32 * 0.6))
+
+    def stain_contrast(m):  # how much higher the map is at the stain than at the same place on good images
+        good = np.stack([v.anomaly_map for v in m.inspect(test)])
+        bad = np.stack([v.anomaly_map for v in m.inspect(stained)])
+        return float(np.median(bad[:, centre[0], centre[1]] - good[:, centre[0], centre[1]]) / good.std())
+
+    assert stain_contrast(on) > 4.0 and stain_contrast(off) < 2.0
+    # flagged stains get a region over the stain, not the fallback around the map's peak
+    flagged = [v for v in on.inspect(stained) if v.defective]
+    assert len(flagged) >= 5
+    inside = [any(r["peak"] > on.calibration.pixel_threshold and r["x"] <= centre[1] < r["x"] + r["width"]
+                  and r["y"] <= centre[0] < r["y"] + r["height"] for r in v.regions) for v in flagged]
+    assert np.mean(inside) >= 0.8
+    # good images show a region no more often than the pixel threshold promises (alpha 5 %, loosely)
+    assert np.mean([bool(v.regions) for v in on.inspect(test)]) <= 0.25
 
 
 def test_model_leaves_it_off_where_the_template_does_not_explain_the_images():
@@ -154,6 +216,7 @@ def test_a_model_with_a_template_is_format_2_so_older_kizu_refuses_it(tmp_path):
     (lambda meta, arrays: meta["template"].update(sd=-1.0), "model.json"),
     (lambda meta, arrays: meta["template"].update(sigma=float("inf")), "model.json"),
     (lambda meta, arrays: meta["template"].update(factor=2), "weights.safetensors"),
+    (lambda meta, arrays: meta["template"]["map"].update(rel_sd=-1.0), "model.json"),
     (lambda meta, arrays: arrays["template.mean"].__setitem__((3, 3), np.nan), "weights.safetensors"),
 ])
 def test_a_damaged_template_is_a_clear_error_naming_the_file(tmp_path, damage, names):

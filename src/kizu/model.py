@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,9 @@ from .images import ImageFiles, default_mode, read_image
 from .preprocess import MAX_SIDE, Preprocessor, resize_maps
 from .reference import ScoreReference, image_descriptors
 from .regions import find_regions
-from .scoring import ScoreRule, smooth_maps
-from .template import MIN_EXPLAINED, MIN_HELD_OUT, GoldenTemplate, TemplateTerm, grey, held_out_fit_grey, reduction
+from .scoring import ScoreRule, map_peaks, smooth_maps
+from .template import (MIN_EXPLAINED, MIN_HELD_OUT, GoldenTemplate, MapTerm, TemplateTerm, grey, held_out_fit_grey,
+                       reduction)
 from .tiling import extract_tiles, stitch_maps
 from .torch_utils import resolve_device
 
@@ -167,9 +168,11 @@ class InspectionModel:
         if reducer is not None or sigma is not None:
             rule = ScoreRule(reducer or rule.reducer, rule.sigma if sigma is None else sigma, topk)
         use_reference = rule.needs_fit if reference is None else bool(reference)
+        maybe_template = template is not False and (template or (rule.needs_fit and pre.tile is None))
         t0 = time.perf_counter()
-        if calibration == "cross":
-            cal_scores, cal_peaks = _out_of_fold_scores(det, pre, rule, x, folds, seed)
+        if calibration == "cross":  # display maps kept only for the template's map term
+            cal_scores, cal_peaks, cal_display, cal_scales = _out_of_fold_scores(det, pre, rule, x, folds, seed,
+                                                                                 maybe_template)
             fit_idx, cal_idx = np.arange(len(x)), np.arange(0)
         else:
             fit_idx, cal_idx = split_calibration(len(x), calibration_fraction, seed)
@@ -185,19 +188,29 @@ class InspectionModel:
         train_maps = model._detector_maps(x_fit)
         model._fit_score_rule(x_fit)
         if calibration == "holdout":
-            cal_scores, cal_peaks = model._scores_and_peaks(x[cal_idx]) if len(cal_idx) else (np.array([]), np.array([]))
+            cal_scores, cal_display = model._scores_and_display(x[cal_idx])
+            cal_peaks, cal_scales = map_peaks(cal_display), np.full(len(cal_idx), model._peak_scale() or 1.0)
         if use_reference and len(cal_scores) >= 3:
             # the calibration images are good images scored as unseen ones: they are the reference
             cal_x = x if calibration == "cross" else x[cal_idx]
             model.reference = ScoreReference.fit(image_descriptors(cal_x), cal_scores)
             cal_scores = cal_scores * model.reference.own_factors()
         template_explained = None
-        if template is not False and (template or (rule.needs_fit and pre.tile is None)):
-            model.template, template_explained, t_cal = _template_term(
+        if maybe_template:
+            model.template, template_explained, t_cal, t_cal_maps = _template_term(
                 x, fit_idx, cal_idx, calibration == "cross", folds, seed, cal_scores, forced=bool(template))
-            if model.template is not None:
-                cal_scores = TemplateTerm.own_combined(cal_scores, t_cal)
-        train_scores, train_peaks = model._scores_and_peaks(x_fit, train_maps)
+            if model.template is not None:  # calibration as TemplateTerm.apply scores new images
+                map_term, joined_peaks = MapTerm.fit(cal_display, t_cal_maps, cal_scales)
+                model.template = replace(model.template, map=map_term)
+                if model._peak_scale() is None:
+                    cal_scores = TemplateTerm.own_combined(cal_scores, t_cal)
+                else:
+                    cal_scores = cal_scores + (joined_peaks - cal_peaks) / cal_scales
+                cal_peaks = joined_peaks
+        del cal_display
+        train_scores, train_display = model._scores_and_display(x_fit, train_maps)
+        train_peaks = map_peaks(train_display)
+        del train_display
         model.calibration = Calibration.fit(cal_scores, alpha, threshold_rule, train_scores, delta=delta)
         model.calibration.pixel_threshold = _pixel_threshold(
             cal_peaks if len(cal_peaks) else train_peaks, alpha, model)
@@ -233,14 +246,21 @@ class InspectionModel:
         return stitch_maps(maps, pre.size, pre.tile, pre.tile_stride)
 
     def _image_scores(self, x: np.ndarray, maps: np.ndarray) -> np.ndarray:
+        """``(N,)`` image scores of preprocessed images ``x`` with their detector maps."""
+        return self._scores_and_display(x, maps)[0]
+
+    def _peak_scale(self) -> float | None:
+        """The score rule's scale of display-map peaks (``max+mean``), None for rules without one."""
+        return self.score_rule.scale[0] if self.score_rule.reducer == "max+mean" and self.score_rule.scale else None
+
+    def _detector_scores(self, x: np.ndarray, maps: np.ndarray) -> np.ndarray:
+        """Image scores before the golden-template term."""
         # with tiles, a detector's own whole-image score does not exist: reduce the stitched map
         own = self.detector.image_scores(x) if self.detector.has_own_image_score and self.preprocessor.tile is None \
             else None
         scores = np.asarray(own if own is not None else self.score_rule(maps), dtype=np.float64)
         if self.reference is not None and self.reference.weight > 0:
             scores = self.reference.adjust(scores, image_descriptors(x))
-        if self.template is not None:
-            scores = self.template.adjust(scores, x)
         return scores
 
     def _fit_score_rule(self, x_fit: np.ndarray) -> None:
@@ -258,22 +278,26 @@ class InspectionModel:
             maps = self._detector_maps(x_fit[idx])
         self.score_rule = self.score_rule.fit(maps)
 
-    def _scores_and_peaks(self, x: np.ndarray, maps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _scores_and_display(self, x: np.ndarray, maps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(N,)`` image scores and ``(N, H, W)`` display maps (at the detector's resolution): the
+        smoothed detector maps, with the golden template's departures added where the model has them."""
+        if len(x) == 0:
+            return np.zeros(0), np.zeros((0, *self.preprocessor.size), np.float32)
         maps = self._detector_maps(x) if maps is None else maps
-        peaks = smooth_maps(maps, self.score_rule.sigma).reshape(len(maps), -1).max(axis=1) if len(maps) else np.array([])
-        return self._image_scores(x, maps), peaks
+        scores, display = self._detector_scores(x, maps), smooth_maps(maps, self.score_rule.sigma)
+        if self.template is not None:
+            scores, display = self.template.apply(scores, display, x, self._peak_scale())
+        return scores, display
 
     def inspect(self, images: list[np.ndarray] | np.ndarray, paths: list | None = None) -> list[Verdict]:
         """Images (``(C, H, W)`` arrays, any size if the model resizes) → one Verdict each."""
         images = _as_image_list(images)
         paths = list(paths) if paths is not None else [None] * len(images)
         x = self.preprocessor.apply_all(images, paths)
-        maps = self._detector_maps(x)
-        scores = self._image_scores(x, maps)
+        scores, display = self._scores_and_display(x)
         p = self.calibration.p_values(scores)
         defective = self.calibration.is_defective(scores)
         norm = self.normalized_scores(scores)
-        display = smooth_maps(maps, self.score_rule.sigma)
         out = []
         for i, img in enumerate(images):
             m = resize_maps(display[i:i + 1], img.shape[1:])[0]
@@ -430,48 +454,57 @@ class InspectionModel:
 
 
 def _out_of_fold_scores(det: Detector, pre: Preprocessor, rule: ScoreRule, x: np.ndarray, folds: int,
-                        seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cross-conformal calibration: image scores and map peaks of each fold from a fresh detector
-    (same configuration) fitted on the other folds."""
+                        seed: int, keep_display: bool = False
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    """Cross-conformal calibration: image scores, display-map peaks, (``keep_display``) display
+    maps ``(N, H, W)`` and the peak scales (``InspectionModel._peak_scale``, 1 without) of each
+    fold from a fresh detector (same configuration) fitted on the other folds."""
     if not 2 <= folds <= len(x) // 2:
         raise KizuError(f"cross-conformal calibration needs 2 <= folds <= n/2 (n = {len(x)}), not {folds}")
-    scores, peaks = np.empty(len(x)), np.empty(len(x))
+    scores, peaks, scales = np.empty(len(x)), np.empty(len(x)), np.empty(len(x))
+    display = np.empty((len(x), *pre.size), np.float32) if keep_display else None
     for k, (rest, held) in enumerate(cross_folds(len(x), folds, seed)):
         fold_det = type(det).from_config(det.config())
         fold_det.fit(pre.fit_view(x[rest]), seed=seed + 1000 * (k + 1))
         fold_model = InspectionModel(fold_det, pre, rule, Calibration([], 0.05))
         if rule.needs_fit:  # the fold's own training images set its scales, as for the final model
             fold_model._fit_score_rule(x[rest])
-        scores[held], peaks[held] = fold_model._scores_and_peaks(x[held])
-    return scores, peaks
+        scores[held], held_display = fold_model._scores_and_display(x[held])
+        peaks[held], scales[held] = map_peaks(held_display), fold_model._peak_scale() or 1.0
+        if display is not None:
+            display[held] = held_display
+    return scores, peaks, display, scales
 
 
 def _template_term(x: np.ndarray, fit_idx: np.ndarray, cal_idx: np.ndarray, cross: bool, folds: int, seed: int,
-                   cal_scores: np.ndarray, forced: bool) -> tuple[TemplateTerm | None, float | None, np.ndarray]:
-    """The golden-template term (or None), the held-out images' median R² (None if not measured; with
-    ``forced`` False, over the folds up to the first whose median is below ``MIN_EXPLAINED``) and
-    the calibration images' template scores, from templates that did not see them: the other
-    folds' (cross) or the fitted images' (holdout)."""
+                   cal_scores: np.ndarray, forced: bool
+                   ) -> tuple[TemplateTerm | None, float | None, np.ndarray, np.ndarray]:
+    """The golden-template term without its map term (or None), the held-out images' median R²
+    (None if not measured; with ``forced`` False, over the folds up to the first whose median is
+    below ``MIN_EXPLAINED``), and the calibration images' template scores and departure maps, from
+    templates that did not see them: the other folds' (cross) or the fitted images' (holdout)."""
     n_held = len(x) if cross else len(cal_idx)
     if n_held < MIN_HELD_OUT:
         if forced:
             raise KizuError(f"the golden template needs at least {MIN_HELD_OUT} calibration images, not {n_held}")
-        return None, None, np.zeros(0)
+        return None, None, np.zeros(0), np.zeros((0, 0, 0))
     factor = reduction(*x.shape[-2:])
     g = grey(x, factor)  # once, small: (N, h, w) at most 128 px a side
     if cross:
-        t_cal, r2 = held_out_fit_grey(g, factor, folds, seed, stop_below=None if forced else MIN_EXPLAINED)
+        t_cal, r2, t_maps = held_out_fit_grey(g, factor, folds, seed, stop_below=None if forced else MIN_EXPLAINED)
         explained = float(np.nanmedian(r2))
         if np.isnan(t_cal).any():  # stopped after a fold the template did not explain
-            return None, explained, t_cal
+            return None, explained, t_cal, t_maps
         template = GoldenTemplate.fit_grey(g, factor)
     else:
         template = GoldenTemplate.fit_grey(g[fit_idx], factor)
-        t_cal = template.scores(g[cal_idx], is_grey=True)
+        t_cal, t_maps = template.scores_and_maps(g[cal_idx], is_grey=True)
         explained = float(np.median(template.explained_variance(g[cal_idx], is_grey=True)))
     if not forced and explained < MIN_EXPLAINED:
-        return None, explained, t_cal
-    return TemplateTerm.fit(template, t_cal, cal_scores, explained), explained, t_cal
+        return None, explained, t_cal, t_maps
+    return TemplateTerm.fit(template, t_cal, cal_scores, explained), explained, t_cal, t_maps
+
+
 
 
 def _pixel_threshold(peaks: np.ndarray, alpha: float, model: InspectionModel) -> float:

@@ -33,6 +33,11 @@ def smooth_maps(maps: np.ndarray, sigma: float) -> np.ndarray:
     return gaussian_filter(maps, sigma=(0, sigma, sigma), mode="nearest").astype(np.float32)
 
 
+def map_peaks(maps: np.ndarray) -> np.ndarray:
+    """``(N, H, W)`` maps → ``(N,)`` float64 maxima."""
+    return np.asarray(maps).reshape(len(maps), -1).max(axis=1).astype(np.float64) if len(maps) else np.zeros(0)
+
+
 def reduce_maps(maps: np.ndarray, reducer: str = "mean", *, sigma: float = 0.0, topk: float = 0.01,
                 scale: tuple[float, float] | None = None) -> np.ndarray:
     """``(N, H, W)`` maps → ``(N,)`` float64 image scores (``scale`` only for ``max+mean``)."""

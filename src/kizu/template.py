@@ -14,6 +14,10 @@ surface somewhere else on the part) still departs from that prediction where it 
 * standardised by each pixel's spread over the good images (plus a floor of 1 % of the mean
   brightness); an image's score is its largest departure either way.
 
+``MapTerm`` adds the departure map, moved back into each image's frame, to a model's display map
+(the smoothed detector map that regions, overlays and ``--maps`` show), each standardised by
+held-out good images' pixels, so a stain the template finds is also shown where it is.
+
 ``TemplateTerm`` combines that score with a model's image score (``InspectionModel``,
 ``template=``) as a soft maximum of the two, each standardised by good images that neither the
 template nor the detector saw; each of those images' own combined score uses the others'
@@ -27,13 +31,15 @@ tiles, below 0.12 on textures, gravel and grass.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
 from skimage.registration import phase_cross_correlation
 
 from .calibration import cross_folds
+from .preprocess import resize_maps
+from .scoring import map_peaks
 
 #: held-out good images must be explained to at least this R² for ``template=auto`` to turn it on
 MIN_EXPLAINED = 0.99
@@ -41,6 +47,9 @@ MIN_EXPLAINED = 0.99
 MIN_HELD_OUT = 8
 #: floor of the per-pixel spread, as a share of the template's mean brightness
 SPREAD_FLOOR = 0.01
+#: weight of the template's departure map beside the detector's display map, both in units of
+#: their held-out good pixels' spread (pixel AUROC on ``synth fine`` parts is flat from 0.35 to 0.7)
+MAP_WEIGHT = 0.5
 #: larger images are block-averaged to at most this many px a side (a wide stain survives; the
 #: registrations of a large training set stay cheap)
 MAX_SIDE = 128
@@ -76,15 +85,20 @@ def grey(images: np.ndarray, factor: int = 1, chunk: int = 64) -> np.ndarray:
 
 def register(images: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """``(N, H, W)`` shifted (sub-pixel, bilinear, edges extended) onto ``reference`` ``(H, W)``."""
-    out = np.empty_like(images)
+    return _register(images, reference)[0]
+
+
+def _register(images: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``register`` and the ``(N, 2)`` shifts (px, rows then columns) that it applied."""
+    out, shifts = np.empty_like(images), np.zeros((len(images), 2))
     flat_reference = np.ptp(reference) == 0
     for i, im in enumerate(images):
         if flat_reference or np.ptp(im) == 0:  # nothing to align (and skimage would warn)
             out[i] = im
             continue
-        shift, _, _ = phase_cross_correlation(reference, im, upsample_factor=10, normalization=None)
-        out[i] = ndimage.shift(im, shift, order=1, mode="nearest")
-    return out
+        shifts[i], _, _ = phase_cross_correlation(reference, im, upsample_factor=10, normalization=None)
+        out[i] = ndimage.shift(im, shifts[i], order=1, mode="nearest")
+    return out, shifts
 
 
 @dataclass(frozen=True)
@@ -118,25 +132,35 @@ class GoldenTemplate:
         spread = _residuals(blurred, mean).std(axis=0) + SPREAD_FLOOR * max(float(mean.mean()), 1e-6)
         return cls(reference, mean, spread, sigma, factor)
 
-    def _blurred(self, images: np.ndarray, is_grey: bool = False) -> np.ndarray:
+    def _blurred(self, images: np.ndarray, is_grey: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Registered, blurred grey images ``(N, h, w)`` and the ``(N, 2)`` shifts applied."""
         g = images if is_grey else grey(images, self.factor)
         if g.shape[1:] != self.mean.shape:
             raise ValueError(f"template is {self.mean.shape} (images / {self.factor}), images give {g.shape[1:]}")
-        return _blur(register(g, self.reference), self.sigma)
+        registered, shifts = _register(g, self.reference)
+        return _blur(registered, self.sigma), shifts
 
     def departures(self, images: np.ndarray, is_grey: bool = False) -> np.ndarray:
         """``(N, h, w)``: each pixel's departure from the template in units of the good images'
-        spread (``is_grey``: ``images`` are already ``grey(images, factor)``)."""
-        return _residuals(self._blurred(images, is_grey), self.mean) / self.spread
+        spread, in the template's frame (``is_grey``: ``images`` are already ``grey(images, factor)``)."""
+        return _residuals(self._blurred(images, is_grey)[0], self.mean) / self.spread
 
     def scores(self, images: np.ndarray, is_grey: bool = False) -> np.ndarray:
         """``(N,)`` largest departure either way (darker or brighter)."""
-        z = self.departures(images, is_grey)
-        return np.abs(z).reshape(len(z), -1).max(axis=1) if len(z) else np.zeros(0)
+        return _largest(self.departures(images, is_grey))
+
+    def scores_and_maps(self, images: np.ndarray, is_grey: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """``scores`` and ``(N, h, w)`` float32 maps of the size of each departure (either way),
+        shifted back into each image's own frame (still at ``1 / factor`` of its resolution)."""
+        blurred, shifts = self._blurred(images, is_grey)
+        z = _residuals(blurred, self.mean) / self.spread
+        maps = np.stack([ndimage.shift(np.abs(zi), -si, order=1, mode="nearest") for zi, si in zip(z, shifts)]) \
+            if len(z) else np.zeros((0, *self.mean.shape))
+        return _largest(z), maps.astype(np.float32)
 
     def explained_variance(self, images: np.ndarray, is_grey: bool = False) -> np.ndarray:
         """``(N,)`` R²: share of each image's (blurred) pixel variance that the template explains."""
-        b = self._blurred(images, is_grey)
+        b = self._blurred(images, is_grey)[0]
         total = ((b - b.mean(axis=(1, 2), keepdims=True)) ** 2).sum(axis=(1, 2))
         return 1.0 - (_residuals(b, self.mean) ** 2).sum(axis=(1, 2)) / np.maximum(total, 1e-12)
 
@@ -153,6 +177,10 @@ class GoldenTemplate:
         if not (np.isfinite(sigma) and sigma > 0) or int(factor) != factor or factor < 1:
             raise ValueError(f"template sigma must be > 0 and factor a positive integer, not {sigma}, {factor}")
         return cls(*arrays, float(sigma), int(factor))
+
+
+def _largest(z: np.ndarray) -> np.ndarray:
+    return np.abs(z).reshape(len(z), -1).max(axis=1) if len(z) else np.zeros(0)
 
 
 def _blur(g: np.ndarray, sigma: float) -> np.ndarray:
@@ -172,20 +200,87 @@ def held_out_fit(images: np.ndarray, folds: int, seed: int, stop_below: float | 
     With ``stop_below``, the folds after one whose median R² is below it are skipped (NaN there):
     the template does not explain these images, and the other folds' work would be wasted."""
     factor = reduction(*np.shape(images)[-2:])
-    return held_out_fit_grey(grey(images, factor), factor, folds, seed, stop_below)
+    return held_out_fit_grey(grey(images, factor), factor, folds, seed, stop_below)[:2]
 
 
 def held_out_fit_grey(g: np.ndarray, factor: int, folds: int, seed: int, stop_below: float | None = None
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """``held_out_fit`` on images already through ``grey(images, factor)``."""
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``held_out_fit`` on images already through ``grey(images, factor)``, with the held-out
+    images' departure maps too (``GoldenTemplate.scores_and_maps``; NaN where not scored)."""
     scores, explained = np.full(len(g), np.nan), np.full(len(g), np.nan)
+    maps = np.full(g.shape, np.nan, dtype=np.float32)
     for rest, held in cross_folds(len(g), folds, seed):
         tpl = GoldenTemplate.fit_grey(g[rest], factor)
-        scores[held] = tpl.scores(g[held], is_grey=True)
+        scores[held], maps[held] = tpl.scores_and_maps(g[held], is_grey=True)
         explained[held] = tpl.explained_variance(g[held], is_grey=True)
         if stop_below is not None and np.median(explained[held]) < stop_below:
             break
-    return scores, explained
+    return scores, explained, maps
+
+
+@dataclass(frozen=True)
+class MapTerm:
+    """The template's departure maps ``t`` added to a model's display maps ``d``:
+    ``d + scale · weight · rel_sd · (t − t_mean) / t_sd``. ``scale`` is the model's own scale of
+    ``d`` (the ``max+mean`` rule's mean peak of good images; 1 for rules without one), so models
+    fitted on more or fewer images (the final model, the cross-calibration folds) add the template
+    alike; ``rel_sd`` is the spread of ``d / scale`` and ``t_mean``, ``t_sd`` those of ``t``, over
+    held-out good images' pixels. Template maps come at ``1 / factor`` resolution in each image's
+    frame (``GoldenTemplate.scores_and_maps``) and are upsampled (bilinear) to the display maps' size."""
+
+    t_mean: float
+    t_sd: float
+    rel_sd: float
+    weight: float = MAP_WEIGHT
+
+    @classmethod
+    def fit(cls, display: np.ndarray, template_maps: np.ndarray, scales: np.ndarray, weight: float = MAP_WEIGHT
+            ) -> tuple["MapTerm", np.ndarray]:
+        """From held-out good images' display maps ``(N, H, W)``, template maps ``(N, h, w)`` and
+        the scales ``(N,)`` of the models that made the display maps (N >= 3): the term, and each
+        image's own combined display map's peak ``(N,)`` with the statistics of the *other* images
+        (exchangeable with a new image's peak, as in ``TemplateTerm.own_combined``)."""
+        n = len(display)
+        if n < 3 or len(template_maps) != n or len(scales) != n:
+            raise ValueError(f"need >= 3 held-out images with both maps and a scale, got {n}, "
+                             f"{len(template_maps)} and {len(scales)}")
+        size = display.shape[1:]
+        pixels = float(np.prod(size))
+        sums = np.zeros((4, n))  # per image: sum and sum of squares of d / scale, then of t
+        for i in range(n):
+            d = display[i].astype(np.float64) / scales[i]
+            t = resize_maps(template_maps[i:i + 1], size)[0].astype(np.float64)
+            sums[:, i] = d.sum(), (d * d).sum(), t.sum(), (t * t).sum()
+
+        def stats(total: np.ndarray, count: float) -> tuple[np.ndarray, np.ndarray]:
+            mean = total[0] / count
+            return mean, np.sqrt(np.maximum(total[1] / count - mean * mean, 0.0)) + 1e-12
+
+        rel_sd = stats(sums[:2].sum(axis=1), n * pixels)[1]
+        t_mean, t_sd = stats(sums[2:].sum(axis=1), n * pixels)
+        term = cls(float(t_mean), float(t_sd), float(rel_sd), float(weight))
+        others = sums.sum(axis=1, keepdims=True) - sums
+        rel_sd_o = stats(others[:2], (n - 1) * pixels)[1]
+        t_mean_o, t_sd_o = stats(others[2:], (n - 1) * pixels)
+        peaks = np.array([float(cls(t_mean_o[i], t_sd_o[i], rel_sd_o[i], weight).combine(
+            display[i:i + 1], template_maps[i:i + 1], float(scales[i])).max()) for i in range(n)])
+        return term, peaks
+
+    def combine(self, display: np.ndarray, template_maps: np.ndarray, scale: float = 1.0) -> np.ndarray:
+        """``(N, H, W)`` display maps and ``(N, h, w)`` template maps → ``(N, H, W)`` float32."""
+        t = resize_maps(np.asarray(template_maps, dtype=np.float32), display.shape[1:])
+        gain = scale * self.weight * self.rel_sd / self.t_sd
+        return (display + gain * (t - self.t_mean)).astype(np.float32)
+
+    def to_json(self) -> dict:
+        return {"t_mean": self.t_mean, "t_sd": self.t_sd, "rel_sd": self.rel_sd, "weight": self.weight}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "MapTerm":
+        values = [float(data[k]) for k in ("t_mean", "t_sd", "rel_sd", "weight")]
+        if not (np.isfinite(values).all() and values[1] > 0 and values[2] > 0 and values[3] >= 0):
+            raise ValueError(f"invalid template map term ({values})")
+        return cls(*values)
 
 
 @dataclass(frozen=True)
@@ -202,6 +297,7 @@ class TemplateTerm:
     score_mean: float  # of held-out good images' own image scores
     score_sd: float  # their standard deviation
     explained: float  # median R² of the held-out good images
+    map: MapTerm | None = None  # None: display maps are the detector's alone (models saved before it)
 
     @classmethod
     def fit(cls, template: GoldenTemplate, held_out_template_scores: np.ndarray, held_out_scores: np.ndarray,
@@ -222,6 +318,24 @@ class TemplateTerm:
     def adjust(self, scores: np.ndarray, images: np.ndarray) -> np.ndarray:
         return self.combine(scores, self.template.scores(images))
 
+    def apply(self, scores: np.ndarray, display: np.ndarray, images: np.ndarray, peak_scale: float | None
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """``(N,)`` image scores and ``(N, H, W)`` display maps of ``images`` → both with the template.
+
+        With a ``MapTerm`` the template's departures join the display maps; where the score rule
+        has a peak scale (``max+mean``: its max part is the display map's peak / ``peak_scale``)
+        the image score's max part is then taken on the joined map:
+        ``score + (peak(joined) − peak(display)) / peak_scale``, so the score and the map show the
+        same departures. Otherwise (and in models saved without a map term) the image score is the
+        soft maximum of ``combine``."""
+        if self.map is None:
+            return self.adjust(scores, images), display
+        template_scores, template_maps = self.template.scores_and_maps(images)
+        joined = self.map.combine(display, template_maps, peak_scale or 1.0)
+        if peak_scale is None:
+            return self.combine(scores, template_scores), joined
+        return np.asarray(scores, dtype=np.float64) + (map_peaks(joined) - map_peaks(display)) / peak_scale, joined
+
     @staticmethod
     def own_combined(scores: np.ndarray, template_scores: np.ndarray) -> np.ndarray:
         """The held-out good images' own combined scores, each standardised by the *other* images'
@@ -236,7 +350,8 @@ class TemplateTerm:
 
     def to_json(self) -> dict:
         return {"mean": self.mean, "sd": self.sd, "score_mean": self.score_mean, "score_sd": self.score_sd,
-                "explained": self.explained, "sigma": self.template.sigma, "factor": self.template.factor}
+                "explained": self.explained, "sigma": self.template.sigma, "factor": self.template.factor,
+                "map": None if self.map is None else self.map.to_json()}
 
     @staticmethod
     def check_json(data: dict) -> list[float]:
@@ -246,13 +361,16 @@ class TemplateTerm:
         if not (np.isfinite(values).all() and values[1] > 0 and values[3] > 0 and values[5] > 0) \
                 or not isinstance(factor, int) or factor < 1:
             raise ValueError(f"invalid template term ({values}, factor {factor!r})")
+        if data.get("map") is not None:
+            MapTerm.from_json(data["map"])
         return values
 
     @classmethod
     def from_json(cls, data: dict, state: dict[str, np.ndarray]) -> "TemplateTerm":
         mean, sd, score_mean, score_sd, explained, sigma = cls.check_json(data)
         tpl = GoldenTemplate.from_state(state, sigma, data.get("factor", 1))
-        return cls(tpl, mean, sd, score_mean, score_sd, explained)
+        map_term = None if data.get("map") is None else MapTerm.from_json(data["map"])
+        return cls(tpl, mean, sd, score_mean, score_sd, explained, map_term)
 
 
 def _leave_one_out(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
