@@ -141,7 +141,8 @@ class InspectionModel:
         parts in a fixture). ``None``: on where the score rule is fitted and the images are not
         tiled, if held-out good images are explained by the template to a median R² >=
         ``MIN_EXPLAINED`` (cross-calibration: in every fold). Needs >= ``MIN_HELD_OUT`` calibration
-        images. It changes image scores, not maps. A model with it is saved as format version 2.
+        images. It joins the display maps and, with the ``max+mean`` score, the image score's max part
+        (``TemplateTerm.apply``). A model with it is saved as format version 2.
         """
         if not isinstance(images, ImageFiles):
             images = _as_image_list(images)
