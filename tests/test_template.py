@@ -198,6 +198,18 @@ def test_forcing_it_needs_enough_calibration_images():
     assert m.template is not None
 
 
+def test_forced_on_a_detectors_own_image_score_it_joins_as_a_soft_maximum():
+    # mt scores images itself (MD / k): the map's peak is not its score, so the template's score
+    # joins as a soft maximum; the map still shows the template's departures
+    train, test = _fixtured_parts(40, 11), _fixtured_parts(10, 12)
+    m = InspectionModel.train(train, detector="mt", reducer="max+mean", seed=0, template=True)
+    assert m._peak_scale() is None and m.template.map is not None
+    x = m.preprocessor.apply_all(list(_stained(test, 0.1)))
+    own = m._detector_scores(x, m._detector_maps(x))  # MD / k (times the score reference's factor)
+    expected = m.template.combine(own, m.template.template.scores(x))
+    np.testing.assert_allclose([v.score for v in m.inspect(_stained(test, 0.1))], expected)
+
+
 def _saved(tmp_path):
     m = InspectionModel.train(_fixtured_parts(30, 9), seed=0, **PATCH_KNN_PIXELS)
     assert m.template is not None

@@ -250,15 +250,19 @@ class InspectionModel:
         """``(N,)`` image scores of preprocessed images ``x`` with their detector maps."""
         return self._scores_and_display(x, maps)[0]
 
+    def _uses_own_image_score(self) -> bool:
+        # with tiles, a detector's own whole-image score does not exist: the stitched map is reduced
+        return self.detector.has_own_image_score and self.preprocessor.tile is None
+
     def _peak_scale(self) -> float | None:
-        """The score rule's scale of display-map peaks (``max+mean``), None for rules without one."""
-        return self.score_rule.scale[0] if self.score_rule.reducer == "max+mean" and self.score_rule.scale else None
+        """The score rule's scale of display-map peaks when image scores are ``max+mean`` of the map;
+        None otherwise (other rules, or a detector's own image score)."""
+        rule = self.score_rule
+        return rule.scale[0] if rule.reducer == "max+mean" and rule.scale and not self._uses_own_image_score() else None
 
     def _detector_scores(self, x: np.ndarray, maps: np.ndarray) -> np.ndarray:
         """Image scores before the golden-template term."""
-        # with tiles, a detector's own whole-image score does not exist: reduce the stitched map
-        own = self.detector.image_scores(x) if self.detector.has_own_image_score and self.preprocessor.tile is None \
-            else None
+        own = self.detector.image_scores(x) if self._uses_own_image_score() else None
         scores = np.asarray(own if own is not None else self.score_rule(maps), dtype=np.float64)
         if self.reference is not None and self.reference.weight > 0:
             scores = self.reference.adjust(scores, image_descriptors(x))
@@ -504,8 +508,6 @@ def _template_term(x: np.ndarray, fit_idx: np.ndarray, cal_idx: np.ndarray, cros
     if not forced and explained < MIN_EXPLAINED:
         return None, explained, t_cal, t_maps
     return TemplateTerm.fit(template, t_cal, cal_scores, explained), explained, t_cal, t_maps
-
-
 
 
 def _pixel_threshold(peaks: np.ndarray, alpha: float, model: InspectionModel) -> float:

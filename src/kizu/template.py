@@ -14,24 +14,28 @@ surface somewhere else on the part) still departs from that prediction where it 
 * standardised by each pixel's spread over the good images (plus a floor of 1 % of the mean
   brightness); an image's score is its largest departure either way.
 
-``MapTerm`` adds the departure map, moved back into each image's frame, to a model's display map
-(the smoothed detector map that regions, overlays and ``--maps`` show), each standardised by
-held-out good images' pixels, so a stain the template finds is also shown where it is.
+``MapTerm`` adds the size of the departures, moved back into each image's frame, to a model's
+display map (the smoothed detector map that regions, overlays and ``--maps`` show), in units of
+held-out good images' pixels, so a stain the template finds is shown where it is.
 
-``TemplateTerm`` combines that score with a model's image score (``InspectionModel``,
-``template=``) as a soft maximum of the two, each standardised by good images that neither the
-template nor the detector saw; each of those images' own combined score uses the others'
-statistics (``own_combined``), so calibration scores stay exchangeable with new images' scores. It is worth it only where the
-template explains the good images almost completely: ``explained_variance`` (R² of held-out good
-images) must reach ``MIN_EXPLAINED`` for the automatic choice to turn it on. Measured
-(``bench/template_gate.py``): R² 0.994–0.9997 on ``synth fine`` parts and the seed's shapes, where
-it helps; 0.96 on the ``intended`` shapes (radii vary: it costs AUROC there), 0.60–0.64 on brick
-tiles, below 0.12 on textures, gravel and grass.
+``TemplateTerm`` puts both into a model (``InspectionModel``, ``template=``; ``apply``): with the
+``max+mean`` score, the image score's max part is taken on the joined map; with other rules (and
+in models saved before the map term) the template's score joins the image score as a soft maximum
+of the two standardised scores. Every statistic comes from good images that neither the template
+nor the detector saw, and each of those images' own score uses the *others'* statistics
+(``own_combined``, ``MapTerm.fit``), so calibration scores stay exchangeable with new images'.
+
+It is worth it only where the template explains the good images almost completely:
+``explained_variance`` (R² of held-out good images) must reach ``MIN_EXPLAINED`` for the automatic
+choice to turn it on. Measured (``bench/template_gate.py``): R² 0.994–0.9997 on ``synth fine``
+parts and the seed's shapes, where it helps; 0.96 on the ``intended`` shapes (radii vary: forced
+on, it costs a little AUROC there), 0.60–0.64 on brick tiles, below 0.12 on textures, gravel and
+grass.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
