@@ -103,7 +103,7 @@ def train(
                                    help="score each image relative to the most similar good images (changes nothing "
                                         "when all good images are of one kind; default: on with the max+mean score)"),
     template: bool = typer.Option(None, "--template/--no-template",
-                                  help="add a golden-template comparison to the image score (parts in a fixture; "
+                                  help="add a golden-template comparison to the maps and image score (parts in a fixture; "
                                        "default: on with the max+mean score when held-out good images are explained "
                                        "to R2 >= 0.99)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
@@ -128,8 +128,8 @@ def train(
                           f"of the spread of their scores): each score is taken relative to the most similar good images")
     if model.template is not None:
         out_console.print(f"note: the good images are one part in a fixture (a registered mean image explains "
-                          f"{model.template.explained:.1%} of their pixel variance): image scores add a golden-template "
-                          f"comparison")
+                          f"{model.template.explained:.1%} of their pixel variance): maps and image scores add a "
+                          f"golden-template comparison")
     for note in c.notes:
         out_console.print(f"note: {note}")
 
