@@ -10,7 +10,7 @@ from kizu import InspectionModel
 from kizu.errors import KizuError, ModelFileError
 from kizu.synth import make_shapes
 from kizu.template import (MIN_EXPLAINED, GoldenTemplate, MapTerm, TemplateTerm, grey, held_out_fit, reduction,
-                           register)
+                           register, template_to_display)
 
 PATCH_KNN_PIXELS = {"detector": "patch-knn", "detector_options": {"backbone": "pixels"}}
 
@@ -78,20 +78,33 @@ def test_map_term_adds_template_departures_in_the_display_maps_units():
     rng = np.random.default_rng(1)
     display, t = rng.gamma(2.0, 0.5, (10, 16, 16)).astype(np.float32), rng.random((10, 8, 8)).astype(np.float32)
     scales = rng.uniform(1, 3, 10)
-    term, peaks = MapTerm.fit(display, t, scales)
+    term, peaks = MapTerm.fit(display, t, scales, factor=2)
     rel = display / scales[:, None, None]
     up = np.repeat(np.repeat(t, 2, axis=1), 2, axis=2)  # bilinear upsampling keeps the mean, not the spread
     assert term.rel_sd == pytest.approx(rel.std(), rel=1e-6) and term.t_mean == pytest.approx(up.mean(), rel=1e-3)
     # a model whose maps are c times larger (its scale too) adds c times as much: folds and final
     # model, fitted on different numbers of images, add the template alike
-    np.testing.assert_allclose(term.combine(3 * display[:2], t[:2], 3 * 1.7), 3 * term.combine(display[:2], t[:2], 1.7),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(term.combine(3 * display[:2], t[:2], 3 * 1.7, 2),
+                               3 * term.combine(display[:2], t[:2], 1.7, 2), rtol=1e-5, atol=1e-5)
     # a calibration image's own peak uses the other images' statistics
-    others = MapTerm.fit(display[1:], t[1:], scales[1:])[0]
-    assert peaks[0] == pytest.approx(float(others.combine(display[:1], t[:1], scales[0]).max()), rel=1e-5)
+    others = MapTerm.fit(display[1:], t[1:], scales[1:], factor=2)[0]
+    assert peaks[0] == pytest.approx(float(others.combine(display[:1], t[:1], scales[0], 2).max()), rel=1e-5)
     assert MapTerm.from_json(json.loads(json.dumps(term.to_json()))) == term
+    for damaged in ({"t_sd": 0.0}, {"t_sd": 1e-300}, {"weight": True}, {"rel_sd": "1"}, {"weight": None}):
+        with pytest.raises(ValueError, match="map term"):
+            MapTerm.from_json({**term.to_json(), **damaged})
     with pytest.raises(ValueError, match="map term"):
-        MapTerm.from_json({**term.to_json(), "t_sd": 0.0})
+        MapTerm.from_json({"t_mean": 0.0})
+
+
+def test_template_maps_cover_the_pixels_their_blocks_averaged():
+    # 32 x 31 px block-averaged by 3: 10 x 10 blocks cover 30 x 30 px, the remainder is dropped
+    t = np.zeros((1, 10, 10), np.float32)
+    t[0, 9, 4] = 1.0  # the block of rows 27-29, columns 12-14
+    up = template_to_display(t, (32, 31), factor=3)
+    assert up.shape == (1, 32, 31)
+    assert np.unravel_index(up[0].argmax(), up[0].shape) == (28, 13)
+    np.testing.assert_array_equal(up[0, 30:], np.repeat(up[0, 29:30], 2, axis=0))  # the edge repeated
 
 
 def test_large_images_are_block_averaged_first():
@@ -243,6 +256,47 @@ def test_a_damaged_template_is_a_clear_error_naming_the_file(tmp_path, damage, n
     with pytest.raises(ModelFileError, match="template") as err:
         InspectionModel.load(path)
     assert names in str(err.value)
+
+
+def test_a_model_saved_without_a_map_term_loads_and_scores_with_the_soft_maximum(tmp_path):
+    path = _saved(tmp_path)
+    meta = json.loads((path / "model.json").read_text())
+    del meta["template"]["map"]  # as the previous version wrote it
+    (path / "model.json").write_text(json.dumps(meta))
+    m = InspectionModel.load(path)
+    assert m.template.map is None
+    test = _stained(_fixtured_parts(4, 13), 0.1)
+    x = m.preprocessor.apply_all(list(test))
+    maps = m._detector_maps(x)
+    expected = m.template.combine(m._detector_scores(x, maps), m.template.template.scores(x))
+    verdicts = m.inspect(test)
+    np.testing.assert_allclose([v.score for v in verdicts], expected)
+    from kizu.scoring import smooth_maps  # its maps are the detector's alone
+    np.testing.assert_allclose(verdicts[0].anomaly_map, smooth_maps(maps, m.score_rule.sigma)[0], rtol=1e-6)
+
+
+def test_holdout_calibration_scores_are_what_the_model_gives_those_images():
+    # hold-out calibration images are scored by the final model itself; with the map term their
+    # stored scores differ only by the leave-one-out statistics
+    x = _fixtured_parts(60, 14)
+    m = InspectionModel.train(x, seed=0, calibration="holdout", calibration_fraction=0.3, **PATCH_KNN_PIXELS)
+    assert m.template is not None and m.template.map is not None
+    from kizu.model import split_calibration
+    _, cal_idx = split_calibration(60, 0.3, 0)
+    again = np.array([v.score for v in m.inspect(x[cal_idx])])
+    stored = np.asarray(m.calibration.scores)
+    assert np.abs(again - stored).max() < 0.05 * np.ptp(stored)
+
+
+def test_forced_on_tiles_it_joins_the_stitched_maps(tmp_path):
+    x = np.repeat(_fixtured_parts(24, 15, size=48), 3, axis=1)  # colour
+    m = InspectionModel.train(x, seed=0, tile=32, tile_stride=16, template=True, **PATCH_KNN_PIXELS)
+    assert m.template.map is not None
+    v = m.inspect(_stained(x[:3], 0.2))
+    assert v[0].anomaly_map.shape == (48, 48)
+    m.save(tmp_path / "m")
+    again = InspectionModel.load(tmp_path / "m").inspect(_stained(x[:3], 0.2))
+    assert [a.score for a in again] == [a.score for a in v]
 
 
 def test_calibration_scores_are_combined_with_the_others_statistics():

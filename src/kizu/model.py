@@ -104,7 +104,7 @@ class InspectionModel:
         self.summary = summary or {}
         #: scores relative to similar good images (``kizu.reference``); None = raw rule scores
         self.reference = reference
-        #: golden-template comparison combined with the image score (``kizu.template``); None = off
+        #: golden-template comparison joined to the display maps and image scores (``kizu.template``); None = off
         self.template = template
 
     # -- training ------------------------------------------------------------------------------
@@ -137,10 +137,10 @@ class InspectionModel:
         detector's), off for the others (the seed's MSE stays exact). Needs >= 3 calibration images.
         ``max_side``: images longer than this (px) are inspected scaled down to it, unless tiled or
         ``resize`` is given; maps still come back at each input's resolution (None or 0: never).
-        ``template``: combine a golden-template comparison with the image score (``kizu.template``; for
-        parts in a fixture). ``None``: on where the score rule is fitted and the images are not
+        ``template``: add a golden-template comparison to the maps and image scores (``kizu.template``;
+        for parts in a fixture). ``None``: on where the score rule is fitted and the images are not
         tiled, if held-out good images are explained by the template to a median R² >=
-        ``MIN_EXPLAINED`` (cross-calibration: in every fold). Needs >= ``MIN_HELD_OUT`` calibration
+        ``MIN_EXPLAINED`` (cross-calibration: in every fold; ``_held_out_template``). Needs >= ``MIN_HELD_OUT`` calibration
         images. It joins the display maps and, with the ``max+mean`` score, the image score's max part
         (``TemplateTerm.apply``). A model with it is saved as format version 2.
         """
@@ -169,14 +169,26 @@ class InspectionModel:
         if reducer is not None or sigma is not None:
             rule = ScoreRule(reducer or rule.reducer, rule.sigma if sigma is None else sigma, topk)
         use_reference = rule.needs_fit if reference is None else bool(reference)
-        maybe_template = template is not False and (template or (rule.needs_fit and pre.tile is None))
-        t0 = time.perf_counter()
-        if calibration == "cross":  # display maps kept only for the template's map term
-            cal_scores, cal_peaks, cal_display, cal_scales = _out_of_fold_scores(det, pre, rule, x, folds, seed,
-                                                                                 maybe_template)
+        if calibration == "cross":
             fit_idx, cal_idx = np.arange(len(x)), np.arange(0)
         else:
             fit_idx, cal_idx = split_calibration(len(x), calibration_fraction, seed)
+        held_out = _HeldOutTemplate(None, None, np.zeros(0), np.zeros((0, 0, 0)))
+        if template is not False and (template or (rule.needs_fit and pre.tile is None)):
+            # first (grey images at most 128 px): the detector's display maps are kept only if it is on
+            held_out = _held_out_template(x, fit_idx, cal_idx, calibration == "cross", folds, seed, bool(template))
+
+        def map_term(display: np.ndarray, scales: np.ndarray) -> tuple[MapTerm | None, np.ndarray | None]:
+            if held_out.template is None:
+                return None, None
+            return MapTerm.fit(display, held_out.maps, scales, held_out.template.factor)
+
+        t0 = time.perf_counter()
+        if calibration == "cross":
+            cal_scores, cal_peaks, cal_display, cal_scales = _out_of_fold_scores(
+                det, pre, rule, x, folds, seed, keep_display=held_out.template is not None)
+            map_fit, joined_peaks = map_term(cal_display, cal_scales)
+            del cal_display
         x_fit = x if len(fit_idx) == len(x) else x[fit_idx]  # no copy when every image is fitted
         det.fit(pre.fit_view(x_fit), seed=seed, progress=progress)
         if defective_images:
@@ -190,38 +202,34 @@ class InspectionModel:
         model._fit_score_rule(x_fit)
         if calibration == "holdout":
             cal_scores, cal_display = model._scores_and_display(x[cal_idx])
-            cal_peaks, cal_scales = map_peaks(cal_display), np.full(len(cal_idx), model._peak_scale() or 1.0)
+            cal_peaks, cal_scales = map_peaks(cal_display), np.full(len(cal_idx), model._map_scale())
+            map_fit, joined_peaks = map_term(cal_display, cal_scales)
+            del cal_display
         if use_reference and len(cal_scores) >= 3:
             # the calibration images are good images scored as unseen ones: they are the reference
             cal_x = x if calibration == "cross" else x[cal_idx]
             model.reference = ScoreReference.fit(image_descriptors(cal_x), cal_scores)
             cal_scores = cal_scores * model.reference.own_factors()
-        template_explained = None
-        if maybe_template:
-            model.template, template_explained, t_cal, t_cal_maps = _template_term(
-                x, fit_idx, cal_idx, calibration == "cross", folds, seed, cal_scores, forced=bool(template))
-            if model.template is not None:  # calibration as TemplateTerm.apply scores new images
-                map_term, joined_peaks = MapTerm.fit(cal_display, t_cal_maps, cal_scales)
-                model.template = replace(model.template, map=map_term)
-                if model._peak_scale() is None:
-                    cal_scores = TemplateTerm.own_combined(cal_scores, t_cal)
-                else:
-                    cal_scores = cal_scores + (joined_peaks - cal_peaks) / cal_scales
-                cal_peaks = joined_peaks
-        del cal_display
-        train_scores, train_display = model._scores_and_display(x_fit, train_maps)
-        train_peaks = map_peaks(train_display)
-        del train_display
+        if held_out.template is not None:  # calibration as TemplateTerm.apply scores new images
+            term = TemplateTerm.fit(held_out.template, held_out.scores, cal_scores, held_out.explained)
+            model.template = replace(term, map=map_fit)
+            if model._peak_scale() is None:
+                cal_scores = TemplateTerm.own_combined(cal_scores, held_out.scores)
+            else:
+                cal_scores = cal_scores + (joined_peaks - cal_peaks) / cal_scales
+            cal_peaks = joined_peaks
+        train_scores, train_peaks = model._scores_and_peaks(x_fit, train_maps)
         model.calibration = Calibration.fit(cal_scores, alpha, threshold_rule, train_scores, delta=delta)
+        # peaks of the folds' maps, in the final model's scale (a fold fitted on fewer images maps higher)
         model.calibration.pixel_threshold = _pixel_threshold(
-            cal_peaks if len(cal_peaks) else train_peaks, alpha, model)
+            cal_peaks / cal_scales * model._map_scale() if len(cal_peaks) else train_peaks, alpha, model)
         model.summary = {
             "n_images": len(x), "n_fit": int(len(fit_idx)), "n_calibration": int(len(cal_scores)),
             "calibration": calibration, "folds": folds if calibration == "cross" else None,
             "calibration_fraction": calibration_fraction if calibration == "holdout" else 0.0, "seed": seed, "fit_seconds": round(fit_seconds, 3),
             "reference_weight": None if model.reference is None else round(model.reference.weight, 4),
             "template": model.template is not None,
-            "template_explained": None if template_explained is None else round(template_explained, 5),
+            "template_explained": None if held_out.explained is None else round(held_out.explained, 5),
             "history": {k: [float(v) for v in vs] for k, vs in det.history.items()},
             "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
@@ -254,6 +262,10 @@ class InspectionModel:
         # with tiles, a detector's own whole-image score does not exist: the stitched map is reduced
         return self.detector.has_own_image_score and self.preprocessor.tile is None
 
+    def _map_scale(self) -> float:
+        """``_peak_scale``, or 1: the scale ``MapTerm`` adds the template's departures in."""
+        return self._peak_scale() or 1.0
+
     def _peak_scale(self) -> float | None:
         """The score rule's scale of display-map peaks when image scores are ``max+mean`` of the map;
         None otherwise (other rules, or a detector's own image score)."""
@@ -282,6 +294,12 @@ class InspectionModel:
         else:  # the detector was fitted on tiles, not on these images: in-sample maps
             maps = self._detector_maps(x_fit[idx])
         self.score_rule = self.score_rule.fit(maps)
+
+    def _scores_and_peaks(self, x: np.ndarray, maps: np.ndarray, chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """``(N,)`` image scores and display-map peaks, ``chunk`` images at a time (no N display maps at once)."""
+        parts = [self._scores_and_display(x[i:i + chunk], maps[i:i + chunk]) for i in range(0, len(x), chunk)]
+        return (np.concatenate([s for s, _ in parts]) if parts else np.zeros(0),
+                np.concatenate([map_peaks(d) for _, d in parts]) if parts else np.zeros(0))
 
     def _scores_and_display(self, x: np.ndarray, maps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(N,)`` image scores and ``(N, H, W)`` display maps (at the detector's resolution): the
@@ -328,8 +346,9 @@ class InspectionModel:
             yield from zip(images, self.inspect(images, chunk))
 
     def score_files(self, paths: list[str | Path], batch_size: int = 64) -> np.ndarray:
-        """``(N,)`` image scores of files, ``batch_size`` at a time, keeping no maps: for checks over
-        many images (drift, re-thresholding). ``calibration.p_values`` turns them into p-values."""
+        """``(N,)`` image scores of files, ``batch_size`` at a time, keeping no maps beyond a batch: for
+        checks over many images (drift, re-thresholding). ``calibration.p_values`` turns them into
+        p-values."""
         paths = [Path(p) for p in paths]
         scores = [np.zeros(0)]
         for start in range(0, len(paths), batch_size):
@@ -475,39 +494,50 @@ def _out_of_fold_scores(det: Detector, pre: Preprocessor, rule: ScoreRule, x: np
         if rule.needs_fit:  # the fold's own training images set its scales, as for the final model
             fold_model._fit_score_rule(x[rest])
         scores[held], held_display = fold_model._scores_and_display(x[held])
-        peaks[held], scales[held] = map_peaks(held_display), fold_model._peak_scale() or 1.0
+        peaks[held], scales[held] = map_peaks(held_display), fold_model._map_scale()
         if display is not None:
             display[held] = held_display
     return scores, peaks, display, scales
 
 
-def _template_term(x: np.ndarray, fit_idx: np.ndarray, cal_idx: np.ndarray, cross: bool, folds: int, seed: int,
-                   cal_scores: np.ndarray, forced: bool
-                   ) -> tuple[TemplateTerm | None, float | None, np.ndarray, np.ndarray]:
-    """The golden-template term without its map term (or None), the held-out images' median R²
-    (None if not measured; with ``forced`` False, over the folds up to the first whose median is
-    below ``MIN_EXPLAINED``), and the calibration images' template scores and departure maps, from
-    templates that did not see them: the other folds' (cross) or the fitted images' (holdout)."""
+@dataclass(frozen=True)
+class _HeldOutTemplate:
+    """``_held_out_template``'s result: the golden template (None: off), the held-out images' median
+    R² (None: not measured), and the calibration images' template scores ``(N,)`` and departure maps
+    ``(N, h, w)`` from templates that did not see them."""
+
+    template: GoldenTemplate | None
+    explained: float | None
+    scores: np.ndarray
+    maps: np.ndarray
+
+
+def _held_out_template(x: np.ndarray, fit_idx: np.ndarray, cal_idx: np.ndarray, cross: bool, folds: int, seed: int,
+                       forced: bool) -> _HeldOutTemplate:
+    """The golden template of ``x[fit_idx]`` and the calibration images' held-out comparisons: from
+    the other folds' templates (``cross``) or the fitted images' (holdout). Unless ``forced``, off
+    (None) where the held-out images' median R² is below ``MIN_EXPLAINED`` — in cross-calibration
+    in any fold (the folds after the first such fold are not computed)."""
     n_held = len(x) if cross else len(cal_idx)
     if n_held < MIN_HELD_OUT:
         if forced:
             raise KizuError(f"the golden template needs at least {MIN_HELD_OUT} calibration images, not {n_held}")
-        return None, None, np.zeros(0), np.zeros((0, 0, 0))
+        return _HeldOutTemplate(None, None, np.zeros(0), np.zeros((0, 0, 0)))
     factor = reduction(*x.shape[-2:])
     g = grey(x, factor)  # once, small: (N, h, w) at most 128 px a side
     if cross:
         t_cal, r2, t_maps = held_out_fit_grey(g, factor, folds, seed, stop_below=None if forced else MIN_EXPLAINED)
         explained = float(np.nanmedian(r2))
-        if np.isnan(t_cal).any():  # stopped after a fold the template did not explain
-            return None, explained, t_cal, t_maps
-        template = GoldenTemplate.fit_grey(g, factor)
+        worst_fold = min(float(np.median(r2[held])) if not np.isnan(r2[held]).all() else -np.inf
+                         for _, held in cross_folds(len(g), folds, seed))
+        explains = worst_fold >= MIN_EXPLAINED
+        template = GoldenTemplate.fit_grey(g, factor) if forced or explains else None
     else:
         template = GoldenTemplate.fit_grey(g[fit_idx], factor)
         t_cal, t_maps = template.scores_and_maps(g[cal_idx], is_grey=True)
         explained = float(np.median(template.explained_variance(g[cal_idx], is_grey=True)))
-    if not forced and explained < MIN_EXPLAINED:
-        return None, explained, t_cal, t_maps
-    return TemplateTerm.fit(template, t_cal, cal_scores, explained), explained, t_cal, t_maps
+        template = template if forced or explained >= MIN_EXPLAINED else None
+    return _HeldOutTemplate(template, explained, t_cal, t_maps)
 
 
 def _pixel_threshold(peaks: np.ndarray, alpha: float, model: InspectionModel) -> float:

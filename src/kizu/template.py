@@ -204,33 +204,51 @@ def held_out_fit(images: np.ndarray, folds: int, seed: int, stop_below: float | 
     With ``stop_below``, the folds after one whose median R² is below it are skipped (NaN there):
     the template does not explain these images, and the other folds' work would be wasted."""
     factor = reduction(*np.shape(images)[-2:])
-    return held_out_fit_grey(grey(images, factor), factor, folds, seed, stop_below)[:2]
+    return held_out_fit_grey(grey(images, factor), factor, folds, seed, stop_below, maps=False)[:2]
 
 
-def held_out_fit_grey(g: np.ndarray, factor: int, folds: int, seed: int, stop_below: float | None = None
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``held_out_fit`` on images already through ``grey(images, factor)``, with the held-out
-    images' departure maps too (``GoldenTemplate.scores_and_maps``; NaN where not scored)."""
+def held_out_fit_grey(g: np.ndarray, factor: int, folds: int, seed: int, stop_below: float | None = None,
+                      maps: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``held_out_fit`` on images already through ``grey(images, factor)``, with (``maps``) the
+    held-out images' departure maps too (``GoldenTemplate.scores_and_maps``; NaN where not scored)."""
     scores, explained = np.full(len(g), np.nan), np.full(len(g), np.nan)
-    maps = np.full(g.shape, np.nan, dtype=np.float32)
+    out_maps = np.full(g.shape, np.nan, dtype=np.float32) if maps else None
     for rest, held in cross_folds(len(g), folds, seed):
         tpl = GoldenTemplate.fit_grey(g[rest], factor)
-        scores[held], maps[held] = tpl.scores_and_maps(g[held], is_grey=True)
+        if out_maps is None:
+            scores[held] = tpl.scores(g[held], is_grey=True)
+        else:
+            scores[held], out_maps[held] = tpl.scores_and_maps(g[held], is_grey=True)
         explained[held] = tpl.explained_variance(g[held], is_grey=True)
         if stop_below is not None and np.median(explained[held]) < stop_below:
             break
-    return scores, explained, maps
+    return scores, explained, out_maps
+
+
+def template_to_display(template_maps: np.ndarray, size: tuple[int, int], factor: int = 1) -> np.ndarray:
+    """``(N, h, w)`` maps at ``1 / factor`` resolution → ``(N, *size)`` float32: bilinear over the
+    ``(h · factor, w · factor)`` pixels that ``grey``'s blocks averaged, then the last row and column
+    repeated over the remainder it dropped (``factor`` 1: resized to ``size``)."""
+    t = np.asarray(template_maps, dtype=np.float32)
+    size = tuple(int(v) for v in size)
+    inner = size if factor == 1 else (min(t.shape[1] * factor, size[0]), min(t.shape[2] * factor, size[1]))
+    t = resize_maps(t, inner)
+    if inner != size:
+        t = np.pad(t, ((0, 0), (0, size[0] - inner[0]), (0, size[1] - inner[1])), mode="edge")
+    return t
 
 
 @dataclass(frozen=True)
 class MapTerm:
     """The template's departure maps ``t`` added to a model's display maps ``d``:
     ``d + scale · weight · rel_sd · (t − t_mean) / t_sd``. ``scale`` is the model's own scale of
-    ``d`` (the ``max+mean`` rule's mean peak of good images; 1 for rules without one), so models
+    ``d`` (``InspectionModel._map_scale``: the ``max+mean`` rule's mean peak of good images where
+    the image score is that rule's, else 1), so models
     fitted on more or fewer images (the final model, the cross-calibration folds) add the template
     alike; ``rel_sd`` is the spread of ``d / scale`` and ``t_mean``, ``t_sd`` those of ``t``, over
     held-out good images' pixels. Template maps come at ``1 / factor`` resolution in each image's
-    frame (``GoldenTemplate.scores_and_maps``) and are upsampled (bilinear) to the display maps' size."""
+    frame (``GoldenTemplate.scores_and_maps``) and are upsampled (bilinear) over the pixels their
+    blocks averaged, the edge repeated over any remainder (``template_to_display``)."""
 
     t_mean: float
     t_sd: float
@@ -238,8 +256,8 @@ class MapTerm:
     weight: float = MAP_WEIGHT
 
     @classmethod
-    def fit(cls, display: np.ndarray, template_maps: np.ndarray, scales: np.ndarray, weight: float = MAP_WEIGHT
-            ) -> tuple["MapTerm", np.ndarray]:
+    def fit(cls, display: np.ndarray, template_maps: np.ndarray, scales: np.ndarray, factor: int = 1,
+            weight: float = MAP_WEIGHT) -> tuple["MapTerm", np.ndarray]:
         """From held-out good images' display maps ``(N, H, W)``, template maps ``(N, h, w)`` and
         the scales ``(N,)`` of the models that made the display maps (N >= 3): the term, and each
         image's own combined display map's peak ``(N,)`` with the statistics of the *other* images
@@ -253,7 +271,7 @@ class MapTerm:
         sums = np.zeros((4, n))  # per image: sum and sum of squares of d / scale, then of t
         for i in range(n):
             d = display[i].astype(np.float64) / scales[i]
-            t = resize_maps(template_maps[i:i + 1], size)[0].astype(np.float64)
+            t = template_to_display(template_maps[i:i + 1], size, factor)[0].astype(np.float64)
             sums[:, i] = d.sum(), (d * d).sum(), t.sum(), (t * t).sum()
 
         def stats(total: np.ndarray, count: float) -> tuple[np.ndarray, np.ndarray]:
@@ -267,12 +285,13 @@ class MapTerm:
         rel_sd_o = stats(others[:2], (n - 1) * pixels)[1]
         t_mean_o, t_sd_o = stats(others[2:], (n - 1) * pixels)
         peaks = np.array([float(cls(t_mean_o[i], t_sd_o[i], rel_sd_o[i], weight).combine(
-            display[i:i + 1], template_maps[i:i + 1], float(scales[i])).max()) for i in range(n)])
+            display[i:i + 1], template_maps[i:i + 1], float(scales[i]), factor).max()) for i in range(n)])
         return term, peaks
 
-    def combine(self, display: np.ndarray, template_maps: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    def combine(self, display: np.ndarray, template_maps: np.ndarray, scale: float = 1.0, factor: int = 1
+                ) -> np.ndarray:
         """``(N, H, W)`` display maps and ``(N, h, w)`` template maps → ``(N, H, W)`` float32."""
-        t = resize_maps(np.asarray(template_maps, dtype=np.float32), display.shape[1:])
+        t = template_to_display(template_maps, display.shape[1:], factor)
         gain = scale * self.weight * self.rel_sd / self.t_sd
         return (display + gain * (t - self.t_mean)).astype(np.float32)
 
@@ -281,17 +300,24 @@ class MapTerm:
 
     @classmethod
     def from_json(cls, data: dict) -> "MapTerm":
-        values = [float(data[k]) for k in ("t_mean", "t_sd", "rel_sd", "weight")]
-        if not (np.isfinite(values).all() and values[1] > 0 and values[2] > 0 and values[3] >= 0):
-            raise ValueError(f"invalid template map term ({values})")
-        return cls(*values)
+        keys = ("t_mean", "t_sd", "rel_sd", "weight")
+        values = [data.get(k) if isinstance(data, dict) else None for k in keys]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise ValueError(f"invalid template map term: {keys} must be numbers, not {data!r}")
+        t_mean, t_sd, rel_sd, weight = (float(v) for v in values)
+        with np.errstate(over="ignore", divide="ignore"):  # spreads are >= 1e-12 as fitted
+            gain = np.float32(weight * rel_sd / t_sd) if t_sd >= 1e-12 else np.inf
+        if not (np.isfinite([t_mean, t_sd, rel_sd, weight, gain]).all() and rel_sd >= 1e-12 and weight >= 0):
+            raise ValueError(f"invalid template map term ({dict(zip(keys, values))})")
+        return cls(t_mean, t_sd, rel_sd, weight)
 
 
 @dataclass(frozen=True)
 class TemplateTerm:
-    """A model's image score and the ``GoldenTemplate`` score, combined as a soft maximum of the
-    two standardised scores, back in the units of the model's score:
-    ``mean_s + sd_s · log(exp(z_s) + exp(z_t))``. Where both rise a little (a faint stain) it adds
+    """The ``GoldenTemplate`` in a model (``apply``): its ``MapTerm`` (``map``) and, where the image
+    score is not the display map's ``max+mean`` (or ``map`` is None), the soft maximum of the
+    model's image score and the template's score, both standardised, back in the units of the
+    model's score: ``mean_s + sd_s · log(exp(z_s) + exp(z_t))`` (``combine``). Where both rise a little (a faint stain) it adds
     them; where only one rises (a small spot the template blurs away) that one decides, so a strong
     cue is not diluted by the other's noise."""
 
@@ -328,14 +354,14 @@ class TemplateTerm:
 
         With a ``MapTerm`` the template's departures join the display maps; where the score rule
         has a peak scale (``max+mean``: its max part is the display map's peak / ``peak_scale``)
-        the image score's max part is then taken on the joined map:
-        ``score + (peak(joined) − peak(display)) / peak_scale``, so the score and the map show the
-        same departures. Otherwise (and in models saved without a map term) the image score is the
+        the score gains ``(peak(joined) − peak(display)) / peak_scale`` — its max part taken on the
+        joined map (exactly so where the score reference's factor is 1) — so the score and the map
+        show the same departures. Otherwise (and in models saved without a map term) the image score is the
         soft maximum of ``combine``."""
         if self.map is None:
             return self.adjust(scores, images), display
         template_scores, template_maps = self.template.scores_and_maps(images)
-        joined = self.map.combine(display, template_maps, peak_scale or 1.0)
+        joined = self.map.combine(display, template_maps, peak_scale or 1.0, self.template.factor)
         if peak_scale is None:
             return self.combine(scores, template_scores), joined
         return np.asarray(scores, dtype=np.float64) + (map_peaks(joined) - map_peaks(display)) / peak_scale, joined
