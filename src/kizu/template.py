@@ -243,9 +243,8 @@ class MapTerm:
     """The template's departure maps ``t`` added to a model's display maps ``d``:
     ``d + scale · weight · rel_sd · (t − t_mean) / t_sd``. ``scale`` is the model's own scale of
     ``d`` (``InspectionModel._map_scale``: the ``max+mean`` rule's mean peak of good images where
-    the image score is that rule's, else 1), so models
-    fitted on more or fewer images (the final model, the cross-calibration folds) add the template
-    alike; ``rel_sd`` is the spread of ``d / scale`` and ``t_mean``, ``t_sd`` those of ``t``, over
+    the image score is that rule's, else 1), so models fitted on more or fewer images (the final
+    model, the cross-calibration folds) add the template alike; ``rel_sd`` is the spread of ``d / scale`` and ``t_mean``, ``t_sd`` those of ``t``, over
     held-out good images' pixels. Template maps come at ``1 / factor`` resolution in each image's
     frame (``GoldenTemplate.scores_and_maps``) and are upsampled (bilinear) over the pixels their
     blocks averaged, the edge repeated over any remainder (``template_to_display``)."""
@@ -317,9 +316,9 @@ class TemplateTerm:
     """The ``GoldenTemplate`` in a model (``apply``): its ``MapTerm`` (``map``) and, where the image
     score is not the display map's ``max+mean`` (or ``map`` is None), the soft maximum of the
     model's image score and the template's score, both standardised, back in the units of the
-    model's score: ``mean_s + sd_s · log(exp(z_s) + exp(z_t))`` (``combine``). Where both rise a little (a faint stain) it adds
-    them; where only one rises (a small spot the template blurs away) that one decides, so a strong
-    cue is not diluted by the other's noise."""
+    model's score: ``mean_s + sd_s · log(exp(z_s) + exp(z_t))`` (``combine``). Where both rise a
+    little (a faint stain) it adds them; where only one rises (a small spot the template blurs
+    away) that one decides, so a strong cue is not diluted by the other's noise."""
 
     template: GoldenTemplate
     mean: float  # of held-out good images' template scores
@@ -356,8 +355,8 @@ class TemplateTerm:
         has a peak scale (``max+mean``: its max part is the display map's peak / ``peak_scale``)
         the score gains ``(peak(joined) − peak(display)) / peak_scale`` — its max part taken on the
         joined map (exactly so where the score reference's factor is 1) — so the score and the map
-        show the same departures. Otherwise (and in models saved without a map term) the image score is the
-        soft maximum of ``combine``."""
+        show the same departures. Otherwise (and in models saved without a map term) the image
+        score is the soft maximum of ``combine``."""
         if self.map is None:
             return self.adjust(scores, images), display
         template_scores, template_maps = self.template.scores_and_maps(images)
