@@ -151,7 +151,7 @@ class GoldenTemplate:
 
     def scores(self, images: np.ndarray, is_grey: bool = False) -> np.ndarray:
         """``(N,)`` largest departure either way (darker or brighter)."""
-        return _largest(self.departures(images, is_grey))
+        return map_peaks(np.abs(self.departures(images, is_grey)))
 
     def scores_and_maps(self, images: np.ndarray, is_grey: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """``scores`` and ``(N, h, w)`` float32 maps of the size of each departure (either way),
@@ -160,7 +160,7 @@ class GoldenTemplate:
         z = _residuals(blurred, self.mean) / self.spread
         maps = np.stack([ndimage.shift(np.abs(zi), -si, order=1, mode="nearest") for zi, si in zip(z, shifts)]) \
             if len(z) else np.zeros((0, *self.mean.shape))
-        return _largest(z), maps.astype(np.float32)
+        return map_peaks(np.abs(z)), maps.astype(np.float32)
 
     def explained_variance(self, images: np.ndarray, is_grey: bool = False) -> np.ndarray:
         """``(N,)`` R²: share of each image's (blurred) pixel variance that the template explains."""
@@ -181,10 +181,6 @@ class GoldenTemplate:
         if not (np.isfinite(sigma) and sigma > 0) or int(factor) != factor or factor < 1:
             raise ValueError(f"template sigma must be > 0 and factor a positive integer, not {sigma}, {factor}")
         return cls(*arrays, float(sigma), int(factor))
-
-
-def _largest(z: np.ndarray) -> np.ndarray:
-    return np.abs(z).reshape(len(z), -1).max(axis=1) if len(z) else np.zeros(0)
 
 
 def _blur(g: np.ndarray, sigma: float) -> np.ndarray:
