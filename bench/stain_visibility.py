@@ -11,11 +11,11 @@ yardstick of how far stains stand out from the surface's own variation: where it
 surface itself makes stain-like blobs. On structured images (a part on its background, brick
 mortar) blurring mixes the stain with the structure, and the detectors do better than it.
 
-A second filter, *whitened*, is the best linear detector of a stain of known shape on a surface
-with Gaussian variation of known covariance: the covariance ``C`` of the surface's 25×25 windows
-is estimated from the training images (all window positions), and each image is scored by its
-largest ``sᵀC⁻¹(window - mean) / √(sᵀC⁻¹s)`` over positions and stain radii (4-10 px;
-standardised like the first). Where the surface's own variation lies at the stains' scales (the
+A second filter, *whitened*, is ``sᵀC⁻¹(window - mean) / √(sᵀC⁻¹s)``: the best linear detector
+of a stain ``s`` of known shape at a known place on a surface with Gaussian variation of covariance
+``C`` (that of the surface's 25×25 windows, estimated from the training images at all positions).
+Not knowing the place, each image is scored by its largest response over positions and stain
+radii (4-10 px; standardised like the first). Where the surface's own variation lies at the stains' scales (the
 sand), whitening cannot separate them either: this column is an estimate of what any detector can
 reach from the image alone when stains can be anywhere. (One caveat: ``synth fine``'s sand crops
 are all cut from one large texture per data set, so a method that memorised that texture could in
