@@ -34,7 +34,7 @@ the cell instead of the image's mean, so illumination gradients and broad blotch
 Why brightness channels: network features describe structure and hardly change when a patch of a
 textured surface gets 10–25 % darker, so faint stains on textures scored near chance. With the
 channels the nearest neighbour must match both the structure and its expected brightness: on
-``synth fine``'s regular weave image AUROC went from 0.875 to 0.952 (stains 0.55 → 0.85), photo
+``synth fine``'s regular weave image AUROC went from 0.875 to 0.952 (stains 0.53 → 0.84), photo
 brick 0.875 → 0.890, fine parts 0.992 → 0.995 (3 seeds, ``bench/patch_knn_sweep.py``). Dividing by
 the image's mean makes a global gain change invisible; the scale makes the weight independent of
 the surface. kizu's default detector uses ``brightness=2`` against a 15-cell surround
