@@ -9,8 +9,8 @@ from scipy import ndimage
 from kizu import InspectionModel
 from kizu.errors import KizuError, ModelFileError
 from kizu.synth import make_shapes
-from kizu.template import (MIN_EXPLAINED, GoldenTemplate, MapTerm, TemplateTerm, grey, held_out_fit, reduction,
-                           register, template_to_display)
+from kizu.template import (DEPARTURE_SD_FLOOR, MIN_EXPLAINED, GoldenTemplate, MapTerm, TemplateTerm, grey,
+                           held_out_fit, reduction, register, template_to_display)
 
 PATCH_KNN_PIXELS = {"detector": "patch-knn", "detector_options": {"backbone": "pixels"}}
 
@@ -315,3 +315,19 @@ def test_calibration_scores_are_combined_with_the_others_statistics():
         far_own.append((new > conformal_threshold(TemplateTerm.own_combined(s[:n], t[:n]), alpha)).mean())
         far_naive.append((new > conformal_threshold(term.combine(s[:n], t[:n]), alpha)).mean())
     assert np.mean(far_own) <= alpha + 0.005 < np.mean(far_naive)
+
+
+def test_noise_free_identical_good_images_give_a_defect_a_finite_score(tmp_path):
+    """Identical renders depart from their template by ~0; without a floor on that spread a small
+    defect's score was ~1e11 (and its map covered the image)."""
+    base = np.full((1, 32, 32), 0.5, np.float32)
+    base[:, 8:16, 6:22] = 0.8
+    bad = base.copy()
+    bad[:, 22:25, 20:23] = 0.0
+    model = InspectionModel.train([base.copy() for _ in range(20)], seed=0, **PATCH_KNN_PIXELS)
+    assert model.template is not None
+    assert model.template.sd >= DEPARTURE_SD_FLOOR and model.template.map.t_sd >= DEPARTURE_SD_FLOOR
+    verdict = model.inspect([bad])[0]
+    assert verdict.defective and np.isfinite(verdict.score) and verdict.score < 1e4
+    model.save(tmp_path / "m")
+    assert InspectionModel.load(tmp_path / "m").inspect([bad])[0].score == pytest.approx(verdict.score, rel=1e-6)

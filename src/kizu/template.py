@@ -54,6 +54,11 @@ SPREAD_FLOOR = 0.01
 #: weight of the template's departure map beside the detector's display map, both in units of
 #: their held-out good pixels' spread (pixel AUROC on ``synth fine`` parts is flat from 0.35 to 0.7)
 MAP_WEIGHT = 0.5
+#: floor of the spreads of departures (held-out maps' pixels and image scores, in units of the good
+#: pixels' spread): noise-free good images (identical renders) depart from the template by ~0, and
+#: dividing by that spread gave a small defect a score of ~1e11. Real good images' spreads are
+#: 0.4-1.5 (``synth fine`` parts, the seed's shapes), far above it.
+DEPARTURE_SD_FLOOR = 0.1
 #: larger images are block-averaged to at most this many px a side (a wide stain survives; the
 #: registrations of a large training set stay cheap)
 MAX_SIDE = 128
@@ -269,16 +274,16 @@ class MapTerm:
             t = template_to_display(template_maps[i:i + 1], size, factor)[0].astype(np.float64)
             sums[:, i] = d.sum(), (d * d).sum(), t.sum(), (t * t).sum()
 
-        def stats(total: np.ndarray, count: float) -> tuple[np.ndarray, np.ndarray]:
+        def stats(total: np.ndarray, count: float, floor: float = 1e-12) -> tuple[np.ndarray, np.ndarray]:
             mean = total[0] / count
-            return mean, np.sqrt(np.maximum(total[1] / count - mean * mean, 0.0)) + 1e-12
+            return mean, np.maximum(np.sqrt(np.maximum(total[1] / count - mean * mean, 0.0)) + 1e-12, floor)
 
         rel_sd = stats(sums[:2].sum(axis=1), n * pixels)[1]
-        t_mean, t_sd = stats(sums[2:].sum(axis=1), n * pixels)
+        t_mean, t_sd = stats(sums[2:].sum(axis=1), n * pixels, DEPARTURE_SD_FLOOR)
         term = cls(float(t_mean), float(t_sd), float(rel_sd), float(weight))
         others = sums.sum(axis=1, keepdims=True) - sums
         rel_sd_o = stats(others[:2], (n - 1) * pixels)[1]
-        t_mean_o, t_sd_o = stats(others[2:], (n - 1) * pixels)
+        t_mean_o, t_sd_o = stats(others[2:], (n - 1) * pixels, DEPARTURE_SD_FLOOR)
         peaks = np.array([float(cls(t_mean_o[i], t_sd_o[i], rel_sd_o[i], weight).combine(
             display[i:i + 1], template_maps[i:i + 1], float(scales[i]), factor).max()) for i in range(n)])
         return term, peaks
@@ -331,7 +336,7 @@ class TemplateTerm:
         s = np.asarray(held_out_scores, dtype=np.float64)
         if len(t) < 2 or t.shape != s.shape:
             raise ValueError(f"need >= 2 held-out images with both scores, got {t.shape} and {s.shape}")
-        return cls(template, float(t.mean()), float(max(t.std(), 1e-12)), float(s.mean()),
+        return cls(template, float(t.mean()), float(max(t.std(), DEPARTURE_SD_FLOOR)), float(s.mean()),
                    float(max(s.std(), 1e-12)), float(explained))
 
     def combine(self, scores: np.ndarray, template_scores: np.ndarray) -> np.ndarray:
@@ -371,6 +376,7 @@ class TemplateTerm:
         t = np.asarray(template_scores, dtype=np.float64)
         s_mean, s_sd = _leave_one_out(s)
         t_mean, t_sd = _leave_one_out(t)
+        t_sd = np.maximum(t_sd, DEPARTURE_SD_FLOOR)
         return s_mean + s_sd * np.logaddexp((s - s_mean) / s_sd, (t - t_mean) / t_sd)
 
     def to_json(self) -> dict:
