@@ -147,3 +147,35 @@ def test_missing_input_and_model(tmp_path, trained_model):
 
 def test_unknown_detector_option(tmp_path, shapes_dir):
     _one_line_error(run("train", shapes_dir, "--out", tmp_path / "m", "-O", "wings=3", "--quiet"), "wings")
+
+
+
+def test_evaluate_leaves_out_defective_images_without_a_mask(tmp_path):
+    """A defective image whose mask is missing has unknown pixels: they are not counted as good ones."""
+    from kizu.evaluation import evaluate
+    from kizu.images import test_set
+    from kizu.model import InspectionModel
+    from kizu.synth import make_fine, write_mvtec
+
+    data = make_fine(20, 6, 6, size=32, seed=0)
+    root = tmp_path / "fine"
+    write_mvtec(data, root)
+    model = InspectionModel.train(data.train, detector="patch-knn", detector_options={"backbone": "pixels"}, seed=0)
+    model.save(tmp_path / "m")
+    mask = sorted((root / "ground_truth").rglob("*_mask.png"))[0]
+    image = root / "test" / mask.parent.name / mask.name.replace("_mask.png", ".png")
+    mask.unlink()
+
+    res = run("evaluate", tmp_path / "m", root, "--out", tmp_path / "ev")
+    assert res.exit_code == 0, res.output
+    assert "1 defective image(s) have no ground-truth mask" in " ".join(res.output.split())
+    assert "leave out 1 defective image(s) without a ground-truth mask" in (tmp_path / "ev" / "report.html").read_text()
+
+    ev = evaluate(model, test_set(root))
+    assert ev.metrics["pixel_metrics_left_out"] == [str(image)]
+    assert ev.metrics["n_defective"] == int(data.test_labels.sum())  # it still counts for the image-level metrics
+    image.unlink()
+    without = evaluate(model, test_set(root))
+    assert "pixel_metrics_left_out" not in without.metrics
+    assert ev.metrics["pixel_auroc"] == without.metrics["pixel_auroc"]
+    assert ev.metrics["aupro"] == without.metrics["aupro"]

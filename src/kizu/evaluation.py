@@ -34,7 +34,8 @@ def evaluate(model: InspectionModel, test: LabelledSet) -> Evaluation:
     """Inspect every test image through ``model.inspect`` and compute the metrics.
 
     metrics keys: image_auroc, image_aupr, threshold, tp, fp, fn, tn, precision, recall, f1, fpr,
-    and pixel_auroc, aupro when ground-truth masks exist.
+    and pixel_auroc, aupro when ground-truth masks exist (on the good images and the defective ones
+    that have a mask; ``pixel_metrics_left_out`` lists defective images without one).
     """
     # batch by batch: a large test set of big images is never all in memory (only its maps)
     verdicts = model.inspect_files(test.paths, batch_size=EVAL_BATCH)
@@ -47,11 +48,16 @@ def evaluate(model: InspectionModel, test: LabelledSet) -> Evaluation:
     m["threshold_rule"] = model.calibration.rule
     m["n_test"], m["n_good"], m["n_defective"] = len(scores), int((test.labels == 0).sum()), int(test.labels.sum())
     if test.has_masks:  # maps are at each input's resolution, so masks are read at the maps' size
-        maps = [v.anomaly_map for v in verdicts]
-        masks = [read_mask(mp, m.shape) if mp is not None else np.zeros(m.shape, bool)
-                 for mp, m in zip(test.mask_paths, maps)]
+        # a good image's mask is empty; a defective image without one has unknown pixels: left out
+        known = [i for i, (label, mp) in enumerate(zip(test.labels, test.mask_paths)) if label == 0 or mp is not None]
+        maps = [verdicts[i].anomaly_map for i in known]
+        masks = [read_mask(test.mask_paths[i], mp.shape) if test.mask_paths[i] is not None else np.zeros(mp.shape, bool)
+                 for i, mp in zip(known, maps)]
         m["pixel_auroc"] = pixel_auroc(masks, maps)
         m["aupro"] = aupro(masks, maps)
+        unmasked = [str(test.paths[i]) for i in np.flatnonzero(test.labels == 1) if test.mask_paths[i] is None]
+        if unmasked:
+            m["pixel_metrics_left_out"] = unmasked
     ev = Evaluation(m, per_type_table(test.labels, test.defect_types, scores, predicted), verdicts,
                     test.labels, test.defect_types)
     ev.figures = make_figures(model, ev, ImageFiles(test.paths))  # the few images shown are read again

@@ -73,7 +73,10 @@ def render_report(model, ev, candidates: list[dict], *, title: str = "kizu inspe
                    ("image_auroc", "image_aupr", "threshold", "tp", "fp", "fn", "tn", "precision", "recall", "f1",
                     "fpr", "pixel_auroc", "aupro") if k in m]
     det = model.detector
-    notes = "".join(f'<div class="note">{html.escape(n)}</div>' for n in cal.notes)
+    left_out = m.get("pixel_metrics_left_out", [])
+    pixel_notes = [f"Pixel AUROC and AUPRO leave out {len(left_out)} defective image(s) without a ground-truth "
+                   f"mask (first: {left_out[0]})."] if left_out else []
+    notes = "".join(f'<div class="note">{html.escape(n)}</div>' for n in [*cal.notes, *pixel_notes])
     figs = "".join(_img(k, v) for k, v in ev.figures.items())
     summary = model.summary
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>

@@ -11,7 +11,7 @@ from ..evaluation import write_outputs
 from ..images import test_set
 from ..model import InspectionModel
 from . import app
-from .common import friendly_errors, out_console, print_confusion
+from .common import console, friendly_errors, out_console, print_confusion
 
 
 @app.command()
@@ -25,6 +25,10 @@ def evaluate(
     """Evaluate a model: confusion matrix, AUROC/AUPR, F1, pixel AUROC/AUPRO; writes report.html."""
     model = InspectionModel.load(model_dir, device=device)
     ev = run_evaluation(model, test_set(data))
+    left_out = ev.metrics.get("pixel_metrics_left_out", [])
+    if left_out:
+        console.print(f"[bold yellow]warning:[/] {len(left_out)} defective image(s) have no ground-truth mask "
+                      f"(first: {left_out[0]}); pixel AUROC and AUPRO leave them out", soft_wrap=True)
     write_outputs(model, ev, out)
     print_confusion(ev.metrics)
     out_console.print(f"report: {out / 'report.html'}")
