@@ -156,9 +156,11 @@ def _message(drifted, m_img, n_cal, alpha, x, expected, usual_max, count_p, ks_p
         counts = (f"{x} of {m_img} images have p <= {a} where ~{_fmt_count(expected)} were expected "
                   f"(up to {usual_max} is usual with {n_cal} calibration images)")
     if not drifted:
+        # the level the KS p is judged at, so a p below 0.05 is not read as drift
+        ks = f"KS p {_fmt_p(ks_p)}; drift only at <= {level / 2:g}"
         if k == 0:
-            return f"{counts} The batch is consistent with the calibration set (KS p {_fmt_p(ks_p)})."
-        return f"{counts}: the batch is consistent with the calibration set (KS p {_fmt_p(ks_p)})."
+            return f"{counts} The batch is consistent with the calibration set ({ks})."
+        return f"{counts}: the batch is consistent with the calibration set ({ks})."
     if k > 0 and count_p <= level / 2:
         return (f"{counts}: the process or the camera has changed (or the batch contains defects); "
                 "recalibrate or retrain once the cause is understood.")
