@@ -179,3 +179,15 @@ def test_evaluate_leaves_out_defective_images_without_a_mask(tmp_path):
     assert "pixel_metrics_left_out" not in without.metrics
     assert ev.metrics["pixel_auroc"] == without.metrics["pixel_auroc"]
     assert ev.metrics["aupro"] == without.metrics["aupro"]
+
+
+def test_error_messages_print_paths_with_brackets_as_they_are(tmp_path):
+    """Rich markup must not eat a file name: ``a[bold]b.png`` is named as such, not as ``ab.png``."""
+    good = tmp_path / "d" / "train" / "good"
+    good.mkdir(parents=True)
+    for i in range(4):
+        Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(good / f"{i}.png")
+    (good / "a[bold]b.png").write_bytes(b"not an image")
+    res = run("train", tmp_path / "d", "--out", tmp_path / "m", *FAST)
+    assert res.exit_code == 2
+    assert "a[bold]b.png: not an image file" in " ".join(res.output.split())

@@ -10,16 +10,18 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import KizuError
 
 console = Console(stderr=True, highlight=False)
-out_console = Console(highlight=False, soft_wrap=True)
+#: plain text (no Rich markup): what it prints holds paths, and a path like ``a[/b].png`` is not markup
+out_console = Console(highlight=False, soft_wrap=True, markup=False)
 
 
 def fail(message: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
 
 

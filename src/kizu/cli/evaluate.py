@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from ..evaluation import evaluate as run_evaluation
 from ..evaluation import write_outputs
@@ -28,7 +29,7 @@ def evaluate(
     left_out = ev.metrics.get("pixel_metrics_left_out", [])
     if left_out:
         console.print(f"[bold yellow]warning:[/] {len(left_out)} defective image(s) have no ground-truth mask "
-                      f"(first: {left_out[0]}); pixel AUROC and AUPRO leave them out", soft_wrap=True)
+                      f"(first: {escape(left_out[0])}); pixel AUROC and AUPRO leave them out", soft_wrap=True)
     write_outputs(model, ev, out)
     print_confusion(ev.metrics)
     out_console.print(f"report: {out / 'report.html'}")

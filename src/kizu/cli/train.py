@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.text import Text
 
 from ..detectors import DEFAULT_DETECTOR, create, default_options
 from ..detectors.registry import options_of
@@ -143,4 +144,4 @@ def detectors():
         # what train uses: the class's defaults with kizu's chosen options for the default detector on top
         opts = ", ".join(f"{k}={v!r}" for k, v in {**options_of(name), **default_options(name)}.items())
         mark = " (the default)" if name == DEFAULT_DETECTOR else ""
-        out_console.print(f"[bold]{name}[/]{mark}: {opts}")
+        out_console.print(Text.assemble((name, "bold"), f"{mark}: {opts}"))
