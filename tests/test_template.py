@@ -327,7 +327,30 @@ def test_noise_free_identical_good_images_give_a_defect_a_finite_score(tmp_path)
     model = InspectionModel.train([base.copy() for _ in range(20)], seed=0, **PATCH_KNN_PIXELS)
     assert model.template is not None
     assert model.template.sd >= DEPARTURE_SD_FLOOR and model.template.map.t_sd >= DEPARTURE_SD_FLOOR
-    verdict = model.inspect([bad])[0]
-    assert verdict.defective and np.isfinite(verdict.score) and verdict.score < 1e4
+    copy, verdict = model.inspect([base, bad])
+    assert np.isfinite(verdict.score) and 10 * copy.score < verdict.score < 1e4
     model.save(tmp_path / "m")
     assert InspectionModel.load(tmp_path / "m").inspect([bad])[0].score == pytest.approx(verdict.score, rel=1e-6)
+
+
+def test_the_departure_floor_holds_for_calibration_images_as_for_new_ones():
+    """Identical template scores: each calibration image's own combined score (with the others'
+    statistics) must be what a term fitted on the others gives it, floor included."""
+    tpl = GoldenTemplate(np.zeros((2, 2)), np.ones((2, 2)), np.ones((2, 2)), 1.0)
+    s, t = np.random.default_rng(0).lognormal(size=10), np.full(10, 0.3)
+    t[0] = 0.3 + 1e-9
+    own = TemplateTerm.own_combined(s, t)
+    for i in range(10):
+        rest = np.arange(10) != i
+        others = TemplateTerm.fit(tpl, t[rest], s[rest], 1.0)
+        assert others.sd == DEPARTURE_SD_FLOOR
+        assert own[i] == pytest.approx(float(others.combine(s[i:i + 1], t[i:i + 1])[0]), rel=1e-9)
+    display = np.random.default_rng(1).random((6, 8, 8)).astype(np.float32)
+    flat = np.full((6, 8, 8), 0.2, np.float32)
+    flat[0, 3, 3] += 1e-4  # departures that barely vary: their spread is the floor's
+    term, peaks = MapTerm.fit(display, flat, np.ones(6))
+    assert term.t_sd == DEPARTURE_SD_FLOOR
+    for i in range(6):
+        rest = np.arange(6) != i
+        others = MapTerm.fit(display[rest], flat[rest], np.ones(5))[0]
+        assert peaks[i] == pytest.approx(float(others.combine(display[i:i + 1], flat[i:i + 1]).max()), rel=1e-5)
