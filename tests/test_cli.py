@@ -191,3 +191,20 @@ def test_error_messages_print_paths_with_brackets_as_they_are(tmp_path):
     res = run("train", tmp_path / "d", "--out", tmp_path / "m", *FAST)
     assert res.exit_code == 2
     assert "a[bold]b.png: not an image file" in " ".join(res.output.split())
+
+
+def test_predict_refuses_two_images_that_would_share_a_map_file(trained_model, shapes_dir, tmp_path):
+    """x.png from two folders (or a.png beside a.jpg) would overwrite each other's map: an error
+    naming both, and nothing written."""
+    src = sorted((shapes_dir / "test").rglob("*.png"))[:2]
+    for folder, image in zip(("a", "b"), src):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "x.png").write_bytes(image.read_bytes())
+    out = tmp_path / "r.csv"
+    res = run("predict", trained_model, tmp_path / "a" / "x.png", tmp_path / "b" / "x.png", "--out", out,
+              "--maps", tmp_path / "maps")
+    assert res.exit_code == 2
+    assert "would write the same map/overlay file" in " ".join(res.output.split())
+    assert not out.exists() and not (tmp_path / "maps").exists()
+    # without maps or overlays nothing collides
+    assert run("predict", trained_model, tmp_path / "a" / "x.png", tmp_path / "b" / "x.png", "--out", out).exit_code == 0

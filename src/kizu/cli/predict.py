@@ -11,6 +11,7 @@ import numpy as np
 import typer
 
 from .. import plots
+from ..errors import KizuError
 from ..images import atomic_write_bytes, atomic_write_text, expand_inputs, read_image
 from ..model import InspectionModel
 from . import app
@@ -22,6 +23,19 @@ CSV_COLUMNS = ["path", "score", "p_value", "defective", "normalized_score", "reg
 def _mirrored(path: Path, root: Path, out_dir: Path, suffix: str) -> Path:
     """``out_dir/<path relative to root, new suffix>``."""
     return (out_dir / path.relative_to(root)).with_suffix(suffix)
+
+
+def _check_distinct_outputs(found: list[tuple[Path, Path]]) -> None:
+    """Two different images whose maps and overlays would land on the same file (``a.png`` and
+    ``a.jpg`` in one folder; ``x.png`` from two folders given as files or as INPUTs) → KizuError
+    naming both, before anything is written (one would silently overwrite the other)."""
+    seen: dict[Path, Path] = {}
+    for path, root in found:
+        target = path.relative_to(root).with_suffix("")
+        first = seen.setdefault(target, path)
+        if first.resolve() != path.resolve():
+            raise KizuError(f"{first} and {path} would write the same map/overlay file ({target}.*); "
+                            "rename one, or run kizu predict on them separately")
 
 
 @app.command()
@@ -38,6 +52,8 @@ def predict(
     """Inspect images. All inputs are read and checked before anything is written."""
     model = InspectionModel.load(model_dir, device=device)
     found = expand_inputs(inputs)
+    if maps is not None or overlays is not None:
+        _check_distinct_outputs(found)
     # every file is checked before any output exists; one at a time, so large sets fit in memory
     for p, _ in found:
         model.preprocessor.check(read_image(p), p)
