@@ -34,6 +34,8 @@ def read_image(path: str | Path) -> np.ndarray:
         with Image.open(path) as im:
             im.load()
             arr = _pil_to_array(im)
+    except _OutOfRange as err:
+        raise InputError(path, str(err)) from None
     except UnidentifiedImageError:
         raise InputError(path, "not an image file (Pillow cannot identify it)") from None
     except (OSError, SyntaxError, ValueError) as err:
@@ -43,13 +45,26 @@ def read_image(path: str | Path) -> np.ndarray:
     return arr
 
 
+class _OutOfRange(Exception):
+    """Pixel values that no fixed scale maps into [0, 1] (turned into an InputError naming the file)."""
+
+
 def _pil_to_array(im: Image.Image) -> np.ndarray:
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
         a = np.asarray(im, dtype=np.float64)
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise _OutOfRange(f"32-bit integer image with values {a.min():g}..{a.max():g}, outside 0..65535; "
+                              "save it as an 8- or 16-bit image")
         peak = 65535.0 if a.max(initial=0) > 255 or im.mode.startswith("I;16") else 255.0
         return (a / peak).astype(np.float32)[None]
     if im.mode == "F":
         a = np.asarray(im, dtype=np.float32)
+        if a.size and not np.isfinite(a).all():
+            raise _OutOfRange("floating-point image with NaN or infinite pixels")
+        if a.size and (a.min() < -1e-6 or a.max() > 1 + 1e-6):
+            # clipping would silently flatten every brighter pixel to 1
+            raise _OutOfRange(f"floating-point image with values {a.min():g}..{a.max():g}; kizu reads float "
+                              "images as intensities in [0, 1]: scale it, or save it as an 8- or 16-bit image")
         return np.clip(a, 0.0, 1.0)[None]
     if im.mode in ("1", "L", "P", "LA") and (im.mode != "P" or _palette_is_grey(im)):
         return (np.asarray(im.convert("L"), dtype=np.float32) / 255.0)[None]
