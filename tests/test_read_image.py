@@ -33,3 +33,22 @@ def test_values_no_fixed_scale_maps_into_unit_range_are_an_error_naming_the_file
     with pytest.raises(InputError, match=message) as err:
         read_image(tmp_path / name)
     assert name in str(err.value)
+
+
+@pytest.mark.parametrize("kind", ["0/255", "0/1 labels", "green on black"])
+def test_masks_in_common_encodings_mark_the_defect(tmp_path, kind):
+    from kizu.images import read_mask
+
+    region = np.zeros((8, 8), bool)
+    region[2:5, 3:6] = True
+    if kind == "0/255":
+        Image.fromarray(region.astype(np.uint8) * 255).save(tmp_path / "m.png")
+    elif kind == "0/1 labels":  # would read as all-good with a fixed threshold at half of white
+        Image.fromarray(region.astype(np.uint8)).save(tmp_path / "m.png")
+    else:
+        rgb = np.zeros((8, 8, 3), np.uint8)
+        rgb[region, 1] = 255
+        Image.fromarray(rgb).save(tmp_path / "m.png")
+    assert np.array_equal(read_mask(tmp_path / "m.png", (8, 8)), region)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "empty.png")
+    assert not read_mask(tmp_path / "empty.png", (8, 8)).any()
