@@ -52,3 +52,16 @@ def test_masks_in_common_encodings_mark_the_defect(tmp_path, kind):
     assert np.array_equal(read_mask(tmp_path / "m.png", (8, 8)), region)
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "empty.png")
     assert not read_mask(tmp_path / "empty.png", (8, 8)).any()
+
+
+@pytest.mark.parametrize("mask_name", ["0_mask.png", "0.png", "0.bmp"])
+def test_test_sets_find_masks_named_as_mvtec_or_as_the_image(tmp_path, mask_name):
+    from kizu.images import test_set
+
+    for folder, name in (("test/good", "g.png"), ("test/spot", "0.bmp")):
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((8, 8), 100, np.uint8)).save(tmp_path / folder / name)
+    (tmp_path / "ground_truth" / "spot").mkdir(parents=True)
+    Image.fromarray(np.eye(8, dtype=np.uint8) * 255).save(tmp_path / "ground_truth" / "spot" / mask_name)
+    data = test_set(tmp_path)
+    assert data.mask_paths == [None, tmp_path / "ground_truth" / "spot" / mask_name]

@@ -180,7 +180,8 @@ class LabelledSet:
 
 
 def test_set(data: str | Path) -> LabelledSet:
-    """Read the ``test/`` part of an MVTec-AD category: ``test/good`` and ``test/<defect>``."""
+    """Read the ``test/`` part of an MVTec-AD category: ``test/good`` and ``test/<defect>``, with masks
+    from ``ground_truth/<defect>/`` where they exist (``_mask_path``)."""
     data = Path(data)
     test = data / "test"
     if not test.is_dir():
@@ -192,13 +193,21 @@ def test_set(data: str | Path) -> LabelledSet:
             paths.append(f)
             labels.append(0 if sub.name == "good" else 1)
             types.append(sub.name)
-            mask = data / "ground_truth" / sub.name / f"{f.stem}_mask.png"
-            masks.append(mask if mask.is_file() else None)
+            masks.append(_mask_path(data / "ground_truth" / sub.name, f))
     if not paths:
         raise InputError(test, "no test images")
     if 0 not in labels:
         raise InputError(test, "no test/good images: cannot measure false alarms")
     return LabelledSet(paths, np.asarray(labels, dtype=np.int64), types, masks)
+
+
+def _mask_path(folder: Path, image: Path) -> Path | None:
+    """``folder/<stem>_mask.png`` (MVTec AD), else ``<stem>.png`` or the image's own name (layouts
+    such as BTAD's), else None."""
+    for name in (f"{image.stem}_mask.png", f"{image.stem}.png", image.name):
+        if (folder / name).is_file():
+            return folder / name
+    return None
 
 
 def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
