@@ -49,15 +49,16 @@ def evaluate(model: InspectionModel, test: LabelledSet) -> Evaluation:
     m["n_test"], m["n_good"], m["n_defective"] = len(scores), int((test.labels == 0).sum()), int(test.labels.sum())
     if test.has_masks:  # maps are at each input's resolution, so masks are read at the maps' size
         # a good image's mask is empty; a defective image without one has unknown pixels: left out
-        known = [i for i, (label, mp) in enumerate(zip(test.labels, test.mask_paths)) if label == 0 or mp is not None]
+        unmasked = [i for i, (label, mp) in enumerate(zip(test.labels, test.mask_paths)) if label == 1 and mp is None]
+        left_out = set(unmasked)
+        known = [i for i in range(len(verdicts)) if i not in left_out]
         maps = [verdicts[i].anomaly_map for i in known]
         masks = [read_mask(test.mask_paths[i], mp.shape) if test.mask_paths[i] is not None else np.zeros(mp.shape, bool)
                  for i, mp in zip(known, maps)]
         m["pixel_auroc"] = pixel_auroc(masks, maps)
         m["aupro"] = aupro(masks, maps)
-        unmasked = [str(test.paths[i]) for i in np.flatnonzero(test.labels == 1) if test.mask_paths[i] is None]
         if unmasked:
-            m["pixel_metrics_left_out"] = unmasked
+            m["pixel_metrics_left_out"] = [str(test.paths[i]) for i in unmasked]
     ev = Evaluation(m, per_type_table(test.labels, test.defect_types, scores, predicted), verdicts,
                     test.labels, test.defect_types)
     ev.figures = make_figures(model, ev, ImageFiles(test.paths))  # the few images shown are read again

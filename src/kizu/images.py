@@ -215,8 +215,8 @@ def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
     of white (0/255 masks), or, in masks whose brightest pixel is darker than that (0/1 label
     masks), above half of their brightest; in colour masks, any channel counts."""
     grey = read_image(path).max(axis=0)
-    peak = float(grey.max(initial=0.0))
-    m = grey > (0.5 if peak > 0.5 else 0.5 * peak) if peak > 0 else np.zeros(grey.shape, bool)
+    peak = float(grey.max())
+    m = grey > (0.5 if peak > 0.5 else 0.5 * peak)
     if m.shape != shape:
         raise InputError(path, f"mask is {m.shape[1]}x{m.shape[0]} px but its image is {shape[1]}x{shape[0]} px")
     return m

@@ -74,9 +74,10 @@ def render_report(model, ev, candidates: list[dict], *, title: str = "kizu inspe
                     "fpr", "pixel_auroc", "aupro") if k in m]
     det = model.detector
     left_out = m.get("pixel_metrics_left_out", [])
-    pixel_notes = [f"Pixel AUROC and AUPRO leave out {len(left_out)} defective image(s) without a ground-truth "
-                   f"mask (first: {left_out[0]})."] if left_out else []
-    notes = "".join(f'<div class="note">{html.escape(n)}</div>' for n in [*cal.notes, *pixel_notes])
+    left_out_text = (f"Pixel AUROC and AUPRO leave out {len(left_out)} defective image(s) without a ground-truth "
+                     f"mask (first: {left_out[0]}).") if left_out else ""
+    pixel_note = f'<div class="note">{html.escape(left_out_text)}</div>' if left_out else ""
+    notes = "".join(f'<div class="note">{html.escape(n)}</div>' for n in cal.notes)
     figs = "".join(_img(k, v) for k, v in ev.figures.items())
     summary = model.summary
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -86,6 +87,7 @@ def render_report(model, ev, candidates: list[dict], *, title: str = "kizu inspe
 trained on {summary.get('n_fit', '?')} good images, calibrated on {summary.get('n_calibration', '?')} held-out good images ·
 image score: {html.escape(model.score_rule.reducer)} of the anomaly map{_reference_note(model)} · test set: {m.get('n_good')} good, {m.get('n_defective')} defective.</p>
 <div>{kpi_html}</div>
+{pixel_note}
 <h2>What the threshold means</h2>
 <div class="guarantee">Threshold rule <b>{html.escape(rule)}</b>, alpha = {cal.alpha:g}: {html.escape(guarantee)}</div>
 {notes}

@@ -31,7 +31,7 @@ def _check_distinct_outputs(found: list[tuple[Path, Path]]) -> None:
     naming both, before anything is written (one would silently overwrite the other)."""
     seen: dict[Path, Path] = {}
     for path, root in found:
-        target = path.relative_to(root).with_suffix("")
+        target = _mirrored(path, root, Path(), "")
         first = seen.setdefault(target, path)
         if first.resolve() != path.resolve():
             raise KizuError(f"{first} and {path} would write the same map/overlay file ({target}.*); "
