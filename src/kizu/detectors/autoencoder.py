@@ -14,6 +14,7 @@ which measured best on the seed task with 100 images (bench/seed_parity.py). Pre
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,20 +22,46 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..losses import LOSSES, error_map, training_loss
-from ..torch_utils import (batched, deterministic_kernels, device_batch, load_numpy_state, resolve_device,
+from ._components.losses import LOSSES, error_map, training_loss
+from ._components.torch_utils import (batched, deterministic_kernels, device_batch, load_numpy_state, resolve_device,
                            seeded_generator, state_to_numpy)
-from .base import Detector, ProgressFn
+from .base import Detector, Options, ProgressFn, option
 from .registry import register
 
+@dataclass(frozen=True)
+class AutoencoderOptions(Options):
+    """Hyper-parameters of the autoencoder; the defaults are preset ``default``."""
+
+    channels: list[int] = option([32, 16], "convolution channels per encoder level (each halves the size)")
+    latent: int = option(16, "units of the dense bottleneck (0 = none, as the seed's network)")
+    epochs: int = option(50, "training epochs (at least; see min_steps)")
+    min_steps: int = option(2000, "at least this many optimiser steps, however few the images")
+    batch_size: int = option(32, "images per optimiser step")
+    lr: float = option(1e-3, "Adam learning rate")
+    val_split: float = option(0.1, "share of the images kept for the validation loss")
+    loss: str = option("ssim", f"training loss and error map: one of {', '.join(LOSSES)}")
+    patience: int = option(0, "stop after this many epochs without a better validation loss (0 = never)")
+    augment: bool = option(True, "random small shifts, rotations and brightness changes while training")
+    flips: bool = option(False, "random horizontal flips while augmenting")
+    denoise: float = option(0.0, "standard deviation of noise added to inputs (denoising autoencoder)")
+    random_split: bool = option(True, "validation images drawn at random (the seed takes the last 10 %)")
+
+    def __post_init__(self):
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; choose one of {LOSSES}")
+        if not 0 <= self.val_split < 1:
+            raise ValueError("val_split must be in [0, 1)")
+        self._set("channels", [int(c) for c in self.channels])
+        for name in ("latent", "epochs", "min_steps", "batch_size", "patience"):
+            self._set(name, int(getattr(self, name)))
+
+
+#: the seed post's Keras network and training, exactly; a deeper net for 64-256 px images
 PRESETS: dict[str, dict[str, Any]] = {
-    "seed": dict(channels=[32, 16], epochs=50, min_steps=0, batch_size=32, lr=1e-3, val_split=0.1,
-                 loss="mse", patience=0, augment=False, flips=False, denoise=0.0, random_split=False, latent=0),
-    "default": dict(channels=[32, 16], epochs=50, min_steps=2000, latent=16, batch_size=32, lr=1e-3, val_split=0.1,
-                    loss="ssim", patience=0, augment=True, flips=False, denoise=0.0, random_split=True),
-    "deep": dict(channels=[32, 64, 64, 32, 16], epochs=50, latent=64, min_steps=3000, batch_size=16, lr=1e-3,
-                 val_split=0.1, loss="l1+ssim", patience=40, augment=True, flips=False, denoise=0.0,
-                 random_split=True),
+    "default": {},
+    "seed": dict(min_steps=0, latent=0, loss="mse", augment=False, random_split=False),
+    "deep": dict(channels=[32, 64, 64, 32, 16], latent=64, min_steps=3000, batch_size=16, loss="l1+ssim",
+                 patience=40),
 }
 
 
@@ -105,36 +132,21 @@ class AutoencoderDetector(Detector):
 
     name = "autoencoder"
 
-    def __init__(self, *, preset: str = "default", channels: list[int] | None = None, epochs: int | None = None,
-                 min_steps: int | None = None, batch_size: int | None = None, lr: float | None = None,
-                 val_split: float | None = None, loss: str | None = None, patience: int | None = None,
-                 augment: bool | None = None, flips: bool | None = None, denoise: float | None = None,
-                 random_split: bool | None = None, latent: int | None = None, device: str = "auto"):
-        if preset not in PRESETS:
-            raise ValueError(f"unknown autoencoder preset {preset!r}; choose one of {sorted(PRESETS)}")
-        given = dict(channels=channels, epochs=epochs, min_steps=min_steps, batch_size=batch_size, lr=lr,
-                     val_split=val_split, loss=loss, patience=patience, augment=augment, flips=flips,
-                     denoise=denoise, random_split=random_split, latent=latent)
-        params = dict(PRESETS[preset])
-        params.update({k: v for k, v in given.items() if v is not None})
-        if params["loss"] not in LOSSES:
-            raise ValueError(f"unknown loss {params['loss']!r}; choose one of {LOSSES}")
-        if not 0 <= params["val_split"] < 1:
-            raise ValueError("val_split must be in [0, 1)")
-        params["channels"] = [int(c) for c in params["channels"]]
-        super().__init__(preset=preset, **params)
-        self.device = device
+    Options = AutoencoderOptions
+    presets = PRESETS
+    uses_device = True
+    default_reducer = "mean"  # the seed's image MSE
+
+    def __init__(self, *, device: str = "auto", **options: Any):
+        super().__init__(device=device, **options)
         self.net: ConvAutoencoder | None = None
         self.in_channels: int | None = None
-
-    def config(self) -> dict[str, Any]:
-        return dict(self.params)
 
     @property
     def map_label(self) -> str:
         """What the anomaly map is, for figure titles."""
         return {"mse": "Squared error", "l1": "Absolute error", "ssim": "(1 − SSIM) / 2",
-                "l1+ssim": "|error| and (1 − SSIM) / 2"}[self.params["loss"]]
+                "l1+ssim": "|error| and (1 − SSIM) / 2"}[self.options.loss]
 
     def to(self, device: str) -> "AutoencoderDetector":
         self.device = device
@@ -142,11 +154,11 @@ class AutoencoderDetector(Detector):
 
     def _build(self, in_channels: int, size: tuple[int, int]) -> ConvAutoencoder:
         self.in_channels, self.size = in_channels, (int(size[0]), int(size[1]))
-        self.net = ConvAutoencoder(in_channels, self.params["channels"], self.params["latent"], self.size)
+        self.net = ConvAutoencoder(in_channels, self.options.channels, self.options.latent, self.size)
         return self.net
 
     def fit(self, images: np.ndarray, *, seed: int | None = None, progress: ProgressFn | None = None):
-        p = self.params
+        o = self.options
         images = np.ascontiguousarray(images, dtype=np.float32)
         n = len(images)
         if n < 2:
@@ -156,18 +168,18 @@ class AutoencoderDetector(Detector):
         device = resolve_device(self.device)
         net = self._build(images.shape[1], images.shape[2:]).to(device)
 
-        n_val = int(round(n * p["val_split"])) if p["val_split"] > 0 else 0
+        n_val = int(round(n * o.val_split)) if o.val_split > 0 else 0
         n_val = min(n_val, n - 1)
-        order = torch.randperm(n, generator=g).numpy() if p["random_split"] else np.arange(n)
+        order = torch.randperm(n, generator=g).numpy() if o.random_split else np.arange(n)
         train_idx, val_idx = order[: n - n_val], order[n - n_val:]
         x_train = device_batch(images[train_idx], device)
         x_val = device_batch(images[val_idx], device)
 
-        bs = p["batch_size"]
+        bs = o.batch_size
         steps_per_epoch = math.ceil(len(x_train) / bs)
         # enough optimiser steps even for tiny sets: ``epochs`` is a minimum, ``min_steps`` too
-        epochs = max(p["epochs"], math.ceil(p["min_steps"] / steps_per_epoch))
-        opt = torch.optim.Adam(net.parameters(), lr=p["lr"], eps=1e-7)
+        epochs = max(o.epochs, math.ceil(o.min_steps / steps_per_epoch))
+        opt = torch.optim.Adam(net.parameters(), lr=o.lr, eps=1e-7)
         best, best_state, since_best = math.inf, None, 0
         self.history = {"loss": [], "val_loss": []}
         with deterministic_kernels(device):  # same seed → same weights on a GPU too
@@ -177,12 +189,12 @@ class AutoencoderDetector(Detector):
                 total = 0.0
                 for i in range(0, len(x_train), bs):
                     target = x_train[perm[i:i + bs].to(device)]
-                    x_in = _augment(target, g, p["flips"]) if p["augment"] else target
-                    if p["augment"]:
+                    x_in = _augment(target, g, o.flips) if o.augment else target
+                    if o.augment:
                         target = x_in
-                    if p["denoise"] > 0:
-                        x_in = x_in + p["denoise"] * torch.randn(x_in.shape, generator=g).to(device)
-                    loss = training_loss(target, net(x_in), p["loss"])
+                    if o.denoise > 0:
+                        x_in = x_in + o.denoise * torch.randn(x_in.shape, generator=g).to(device)
+                    loss = training_loss(target, net(x_in), o.loss)
                     opt.zero_grad()
                     loss.backward()
                     opt.step()
@@ -192,13 +204,13 @@ class AutoencoderDetector(Detector):
                 self.history["val_loss"].append(val)
                 if progress is not None:
                     progress(epoch + 1, epochs, {"loss": self.history["loss"][-1], "val_loss": val})
-                if p["patience"] and n_val:
+                if o.patience and n_val:
                     if val < best - 1e-7:
                         best, since_best = val, 0
                         best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
                     else:
                         since_best += 1
-                        if since_best >= p["patience"]:
+                        if since_best >= o.patience:
                             break
         if best_state is not None:
             net.load_state_dict(best_state)
@@ -208,7 +220,7 @@ class AutoencoderDetector(Detector):
     @torch.no_grad()
     def _eval_loss(self, x: torch.Tensor) -> float:
         self.net.eval()
-        return float(training_loss(x, self.net(x), self.params["loss"]))
+        return float(training_loss(x, self.net(x), self.options.loss))
 
     def _require_fitted(self):
         if self.net is None:
@@ -224,7 +236,7 @@ class AutoencoderDetector(Detector):
         self._require_fitted()
         device = resolve_device(self.device)
         self.net.to(device).eval()
-        loss = self.params["loss"]
+        loss = self.options.loss
         outs = batched(lambda x: error_map(x, self.net(x), loss), images, device)
         return torch.cat(outs).numpy().astype(np.float32)
 

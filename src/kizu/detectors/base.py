@@ -1,39 +1,96 @@
 """The one interface every detector implements (scikit-learn / PyOD spirit).
 
 Images in: ``(N, C, H, W)`` float32 in [0, 1]. Maps out: ``(N, H, W)`` float32, same H and W,
-higher = more anomalous. Image scores normally come from maps through ``kizu.scoring``; a detector
-with its own exact image score (e.g. MT's MD) overrides ``image_scores``.
+higher = more anomalous. Image scores normally come from maps through :mod:`kizu.scoring`; a
+detector with its own exact image score (e.g. MT's MD) overrides ``image_scores``.
+
+Hyper-parameters live in one frozen dataclass per detector (``Detector.Options``): its field
+defaults are the detector's defaults, each field's ``help`` says what it does, ``__post_init__``
+validates. Named presets (``Detector.presets``) override some fields; given options override the
+preset. ``config()`` returns every value, so a saved model rebuilds exactly (``from_config``).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, ClassVar
 
 import numpy as np
+
+from ..errors import OptionError
 
 #: progress(step, total, info) — called while fitting; info holds e.g. {"loss": ..., "val_loss": ...}
 ProgressFn = Callable[[int, int, dict[str, float]], None]
 
 
-class Detector(ABC):
-    """Base class. Subclasses set ``name`` and register with ``@register``.
+def option(default: Any, help: str) -> Any:
+    """A hyper-parameter field with its default and a one-line explanation (``kizu detectors``)."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
 
-    Constructor keyword arguments are the detector's hyper-parameters; ``config()`` returns them
-    (JSON-able) and ``from_config`` rebuilds an unfitted detector from them.
-    """
+
+@dataclass(frozen=True)
+class Options:
+    """Base of every detector's hyper-parameters. Subclasses add fields with :func:`option`."""
+
+    preset: str = option("default", "named set of defaults the other options start from")
+
+    def _set(self, name: str, value: Any) -> None:
+        """Normalise a field in ``__post_init__`` (the dataclass is frozen)."""
+        object.__setattr__(self, name, value)
+
+
+def as_image_batch(images: np.ndarray) -> np.ndarray:
+    """Validate and return ``(N, C, H, W)`` float32 with C = 1 or 3 (``(N, H, W)`` becomes C = 1)."""
+    x = np.asarray(images, dtype=np.float32)
+    if x.ndim == 3:
+        x = x.reshape(len(x), 1, *x.shape[1:])  # not x[:, None]: see torch_utils.device_batch
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f"images must be (N, C, H, W) with C = 1 or 3, got shape {x.shape}")
+    return x
+
+
+class Detector(ABC):
+    """Base class. Subclasses set ``name``, ``Options`` (and ``presets``) and register with
+    ``@register``. ``device`` ("auto", "cpu", "cuda") says where torch parts run; it is not a
+    hyper-parameter: it is not saved, and a model fitted on a GPU loads on a CPU."""
 
     name: ClassVar[str]
+    Options: ClassVar[type[Options]] = Options
+    #: preset name → the options it changes from the ``Options`` defaults
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"default": {}}
     #: True when ``image_scores`` is the detector's own exact score (not derived from the map)
     has_own_image_score: ClassVar[bool] = False
-    #: the image-score rule a model uses by default (:mod:`kizu.scoring`); None = the model's choice
-    #: (mean for the autoencoder, as in the seed; max of the smoothed map otherwise)
-    default_reducer: ClassVar[str | None] = None
+    #: True when the detector runs torch code that ``device`` places
+    uses_device: ClassVar[bool] = False
+    #: how a model reduces this detector's maps to image scores by default (:mod:`kizu.scoring.rule`)
+    default_reducer: ClassVar[str] = "max"
 
-    def __init__(self, **params: Any):
-        self.params = params
+    def __init__(self, *, device: str = "auto", **options: Any):
+        self.options = self.make_options(options)
+        self.device = device
         #: per-epoch history etc., JSON-able; stored in the model's training summary
         self.history: dict[str, list[float]] = {}
+
+    @classmethod
+    def make_options(cls, given: dict[str, Any]) -> Options:
+        """The preset's values with ``given`` on top, validated; unknown names are an OptionError."""
+        known = [f.name for f in fields(cls.Options)]
+        unknown = [k for k in given if k not in known]
+        if unknown:
+            raise OptionError(f"detector {cls.name!r} has no option {', '.join(map(repr, unknown))}; "
+                              f"its options: {', '.join(known)}")
+        preset = given.get("preset", "default")
+        if preset not in cls.presets:
+            raise OptionError(f"unknown {cls.name} preset {preset!r}; choose one of {sorted(cls.presets)}")
+        return cls.Options(**{**cls.presets[preset], **given})
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The options as a dict (a copy)."""
+        return asdict(self.options)
 
     # -- fitting and scoring -------------------------------------------------------------
     @abstractmethod
@@ -69,15 +126,22 @@ class Detector(ABC):
         """Restore the fitted state written by ``state_dict``."""
 
     def config(self) -> dict[str, Any]:
-        """JSON-able hyper-parameters; ``type(self)(**config())`` rebuilds the unfitted detector."""
-        return dict(self.params)
+        """JSON-able hyper-parameters; ``from_config(config())`` rebuilds the unfitted detector."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.options).items()}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "Detector":
-        return cls(**config)
+    def from_config(cls, config: dict[str, Any], device: str = "auto") -> "Detector":
+        return cls(device=device, **config)
 
-    def to(self, device: str) -> "Detector":  # noqa: D401 - trivial default
+    @classmethod
+    def option_help(cls, preset: str = "default") -> list[tuple[str, Any, str]]:
+        """``(name, value in preset, one-line help)`` of every option."""
+        values = asdict(cls.make_options({"preset": preset}))
+        return [(f.name, values[f.name], f.metadata.get("help", "")) for f in fields(cls.Options)]
+
+    def to(self, device: str) -> "Detector":
         """Move to a compute device; detectors without torch parts ignore it."""
+        self.device = device
         return self
 
     def __repr__(self) -> str:

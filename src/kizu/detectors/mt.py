@@ -54,16 +54,17 @@ Taguchi variable selection
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import Detector, ProgressFn
+from ._components.taguchi import ledoit_wolf_shrinkage, robust_std
+from ._components.taguchi import select_variables as _taguchi_select
+from .base import Detector, Options, ProgressFn, as_image_batch, option
 from .registry import register
-from ..features import as_image_batch
-from .taguchi import ledoit_wolf_shrinkage, robust_std, select_variables as _taguchi_select
 
 FEATURES = ("stats", "pixels")
 
@@ -234,45 +235,47 @@ def unit_space_md(space: dict[str, np.ndarray], X: np.ndarray, *, contributions:
 
 
 # -- the detector ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MTOptions(Options):
+    """Hyper-parameters of ``mt``."""
+
+    features: str = option("stats", "'stats': pooled intensity and gradient statistics; 'pixels': raw pixels")
+    grid: list[int] = option([1, 2], "stats: pyramid of cells (1 = the whole image, 2 = its quadrants, ...)")
+    bins: int = option(8, "stats: gradient-orientation histogram bins")
+    max_size: int = option(64, "images are area-averaged to at most this many px a side first")
+    std_floor: float = option(1.0, "a feature's spread is at least this share of the median spread")
+    shrinkage: str | float = option("ledoit-wolf", "correlation shrinkage: 'ledoit-wolf', 'none' or a number in [0, 1]")
+    calibrate: bool = option(True, "divide MD by its cross-validated mean on good images (new good images ≈ 1)")
+    cv_folds: int = option(10, "folds of that cross-validation")
+    n_groups: int = option(16, "pixels: spatial blocks that Taguchi variable selection chooses among")
+    selected_groups: list[int] | None = option(None, "variable groups in use (set by Taguchi selection; None = all)")
+
+    def __post_init__(self):
+        if self.features not in FEATURES:
+            raise ValueError(f"features must be one of {FEATURES}, not {self.features!r}")
+        if self.max_size < 1 or self.bins < 1 or not self.grid or min(self.grid) < 1:
+            raise ValueError("max_size, bins and the grid sizes must be positive")
+        if isinstance(self.shrinkage, str) and self.shrinkage not in ("ledoit-wolf", "none"):
+            raise ValueError(f"shrinkage must be 'ledoit-wolf', 'none' or a number in [0, 1], not {self.shrinkage!r}")
+        self._set("grid", [int(g) for g in self.grid])
+        for name in ("bins", "max_size", "cv_folds", "n_groups"):
+            self._set(name, int(getattr(self, name)))
+        self._set("std_floor", float(self.std_floor))
+        self._set("calibrate", bool(self.calibrate))
+        if self.selected_groups is not None:
+            self._set("selected_groups", [int(g) for g in self.selected_groups])
+
+
 @register
 class MTDetector(Detector):
     """Mahalanobis-Taguchi system; image score = MD (good images ≈ 1), map = MD contributions."""
 
     name = "mt"
+    Options = MTOptions
     has_own_image_score = True
 
-    def __init__(
-        self,
-        *,
-        features: str = "stats",
-        grid: list[int] | tuple[int, ...] = (1, 2),
-        bins: int = 8,
-        max_size: int = 64,
-        std_floor: float = 1.0,
-        shrinkage: str | float = "ledoit-wolf",
-        calibrate: bool = True,
-        cv_folds: int = 10,
-        n_groups: int = 16,
-        selected_groups: list[int] | None = None,
-    ):
-        if features not in FEATURES:
-            raise ValueError(f"features must be one of {FEATURES}, not {features!r}")
-        if max_size < 1 or bins < 1 or not grid or min(grid) < 1:
-            raise ValueError("max_size, bins and the grid sizes must be positive")
-        if isinstance(shrinkage, str) and shrinkage not in ("ledoit-wolf", "none"):
-            raise ValueError(f"shrinkage must be 'ledoit-wolf', 'none' or a number in [0, 1], not {shrinkage!r}")
-        super().__init__(
-            features=features,
-            grid=[int(g) for g in grid],
-            bins=int(bins),
-            max_size=int(max_size),
-            std_floor=float(std_floor),
-            shrinkage=shrinkage,
-            calibrate=bool(calibrate),
-            cv_folds=int(cv_folds),
-            n_groups=int(n_groups),
-            selected_groups=None if selected_groups is None else [int(g) for g in selected_groups],
-        )
+    def __init__(self, *, device: str = "auto", **options: Any):
+        super().__init__(device=device, **options)
         self._space: dict[str, np.ndarray] | None = None
         self._scale = 1.0
         self._columns: np.ndarray | None = None
@@ -282,9 +285,9 @@ class MTDetector(Detector):
 
     # -- geometry and grouping ---------------------------------------------------------------
     def _make_layout(self, channels: int, h: int, w: int) -> _FeatureLayout:
-        p = self.params
-        size = _work_size(h, w, p["max_size"])
-        return _FeatureLayout(p["features"], channels, size, p["grid"], p["bins"])
+        o = self.options
+        size = _work_size(h, w, o.max_size)
+        return _FeatureLayout(o.features, channels, size, o.grid, o.bins)
 
     def _group_labels(self, layout: _FeatureLayout, n_groups: int) -> np.ndarray:
         """Group of each feature: (level, kind) for "stats", spatial blocks for "pixels"."""
@@ -302,10 +305,10 @@ class MTDetector(Detector):
         return np.tile(block, layout.channels)
 
     def _selected_columns(self, layout: _FeatureLayout) -> np.ndarray:
-        sel = self.params["selected_groups"]
+        sel = self.options.selected_groups
         if sel is None:
             return np.arange(layout.dim)
-        labels = self._group_labels(layout, self.params["n_groups"])
+        labels = self._group_labels(layout, self.options.n_groups)
         cols = np.flatnonzero(np.isin(labels, sel))
         if cols.size == 0:
             raise ValueError(f"selected_groups {sel} select no feature")
@@ -313,7 +316,7 @@ class MTDetector(Detector):
 
     # -- fitting -----------------------------------------------------------------------------
     def _space_kwargs(self) -> dict[str, Any]:
-        return {"std_floor": self.params["std_floor"], "shrinkage": self.params["shrinkage"]}
+        return {"std_floor": self.options.std_floor, "shrinkage": self.options.shrinkage}
 
     def fit(self, images, *, seed: int | None = None, progress: ProgressFn | None = None) -> "MTDetector":
         x = as_image_batch(images)
@@ -324,7 +327,7 @@ class MTDetector(Detector):
         layout = self._make_layout(x.shape[1], x.shape[2], x.shape[3])
         cols = self._selected_columns(layout)
         X = layout.extract(x)[:, cols]
-        folds = min(self.params["cv_folds"], n) if self.params["calibrate"] else 0
+        folds = min(self.options.cv_folds, n) if self.options.calibrate else 0
         total = folds + 1
         scale = 1.0
         if folds >= 2:
@@ -370,9 +373,9 @@ class MTDetector(Detector):
         if g.shape[1:] != b.shape[1:]:
             raise ValueError(f"good and defective images differ in shape: {g.shape[1:]} vs {b.shape[1:]}")
         if n_groups is not None:
-            self.params["n_groups"] = int(n_groups)
+            self.options = replace(self.options, n_groups=int(n_groups))
         layout = self._make_layout(g.shape[1], g.shape[2], g.shape[3])
-        labels = self._group_labels(layout, self.params["n_groups"])
+        labels = self._group_labels(layout, self.options.n_groups)
         ids = np.unique(labels)
         Xg, Xb = layout.extract(g), layout.extract(b)
         kw = self._space_kwargs()
@@ -381,7 +384,7 @@ class MTDetector(Detector):
             return unit_space_md(fit_unit_space(unit, **kw), abnormal)
 
         result = _taguchi_select(Xg, Xb, [np.flatnonzero(labels == i) for i in ids], md_fn=md_fn, min_gain=min_gain)
-        self.params["selected_groups"] = [int(ids[i]) for i in result.selected]
+        self.options = replace(self.options, selected_groups=[int(ids[i]) for i in result.selected])
         gains = np.zeros(int(ids.max()) + 1)
         gains[ids] = result.gains
         self._sn_gain = gains
@@ -395,7 +398,7 @@ class MTDetector(Detector):
             return None
         if self._layout.kind == "stats":
             return list(self._layout.group_names)
-        return [f"block{i}" for i in range(int(self._group_labels(self._layout, self.params["n_groups"]).max()) + 1)]
+        return [f"block{i}" for i in range(int(self._group_labels(self._layout, self.options.n_groups).max()) + 1)]
 
     @property
     def sn_gain(self) -> np.ndarray | None:
@@ -454,6 +457,6 @@ class MTDetector(Detector):
         self._scale = _scalar(state["scale"])
         self._columns = np.asarray(state["columns"], dtype=np.int64)
         c, h, w = (int(v) for v in state["geometry"])
-        p = self.params
-        self._layout = _FeatureLayout(p["features"], c, (h, w), p["grid"], p["bins"])
+        o = self.options
+        self._layout = _FeatureLayout(o.features, c, (h, w), o.grid, o.bins)
         self._sn_gain = np.asarray(state["sn_gain"], dtype=np.float64) if "sn_gain" in state else None

@@ -17,11 +17,14 @@ Memory: mean (h, w, D) and precision (h, w, D, D) float32 — with the defaults 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import torch
 
-from ..features import LocalFeatures, as_image_batch
-from .base import ProgressFn
+from ._components.features import BACKBONES, LocalFeatures
+from .base import Options, ProgressFn, as_image_batch, option
 from .patch_base import GridMapDetector
 from .registry import register
 
@@ -88,60 +91,60 @@ def fit_position_gaussians(
     return mean.astype(np.float32), precision.astype(np.float32), info
 
 
+@dataclass(frozen=True)
+class PatchGaussianOptions(Options):
+    """Hyper-parameters of ``patch-gaussian``."""
+
+    backbone: str = option("pixels", f"feature extractor: one of {', '.join(BACKBONES)}")
+    stages: list[int] | None = option(None, "network stages (or pixel pyramid levels) whose features are used")
+    feature_dim: int | None = option(32, "PCA dimensions of the features (None = all)")
+    pool: int = option(1, "each position's Gaussian pools the samples of this many cells around it")
+    shrinkage: str | float = option("ledoit-wolf", "covariance shrinkage: 'ledoit-wolf' or a number in [0, 1]")
+    eps: float = option(0.01, "covariance floor, as a share of the mean feature variance")
+    sigma: float = option(0.0, "Gaussian smoothing of the detector's own map, in input px (0 = none)")
+    patch: int = option(9, "pixels backbone: neighbourhood (cells) of each feature")
+    center: bool = option(False, "pixels backbone: remove each patch's mean")
+    max_grid: int = option(64, "largest feature grid, in cells a side")
+    input_size: int = option(224, "networks: the image's short side is resized to this many px")
+
+    def __post_init__(self):
+        if self.pool < 0:
+            raise ValueError(f"pool must be >= 0, not {self.pool}")
+        if self.eps < 0 or self.sigma < 0:
+            raise ValueError("eps and sigma must be >= 0")
+        if isinstance(self.shrinkage, str) and self.shrinkage != "ledoit-wolf":
+            raise ValueError(f"shrinkage must be 'ledoit-wolf' or a number in [0, 1], not {self.shrinkage!r}")
+        self._set("stages", None if self.stages is None else [int(v) for v in self.stages])
+        self._set("feature_dim", None if self.feature_dim is None else int(self.feature_dim))
+        self._set("shrinkage", self.shrinkage if isinstance(self.shrinkage, str) else float(self.shrinkage))
+        for name in ("pool", "patch", "max_grid", "input_size"):
+            self._set(name, int(getattr(self, name)))
+        self._set("eps", float(self.eps))
+        self._set("sigma", float(self.sigma))
+        self._set("center", bool(self.center))
+
+
 @register
 class PatchGaussianDetector(GridMapDetector):
     """A Gaussian per grid position over local features; map = Mahalanobis distance."""
 
     name = "patch-gaussian"
+    Options = PatchGaussianOptions
 
-    def __init__(
-        self,
-        *,
-        backbone: str = "pixels",
-        stages: list[int] | None = None,
-        feature_dim: int | None = 32,
-        pool: int = 1,
-        shrinkage: str | float = "ledoit-wolf",
-        eps: float = 0.01,
-        sigma: float = 0.0,
-        patch: int = 9,
-        center: bool = False,
-        max_grid: int = 64,
-        input_size: int = 224,
-        device: str = "auto",
-    ):
-        if pool < 0:
-            raise ValueError(f"pool must be >= 0, not {pool}")
-        if eps < 0 or sigma < 0:
-            raise ValueError("eps and sigma must be >= 0")
-        if isinstance(shrinkage, str) and shrinkage != "ledoit-wolf":
-            raise ValueError(f"shrinkage must be 'ledoit-wolf' or a number in [0, 1], not {shrinkage!r}")
-        super().__init__(
-            device=device,
-            backbone=backbone,
-            stages=None if stages is None else [int(s) for s in stages],
-            feature_dim=None if feature_dim is None else int(feature_dim),
-            pool=int(pool),
-            shrinkage=shrinkage if isinstance(shrinkage, str) else float(shrinkage),
-            eps=float(eps),
-            sigma=float(sigma),
-            patch=int(patch),
-            center=bool(center),
-            max_grid=int(max_grid),
-            input_size=int(input_size),
-        )
+    def __init__(self, *, device: str = "auto", **options: Any):
+        super().__init__(device=device, **options)
         self.features = self._make_features()
         self._mean: np.ndarray | None = None
         self._precision: np.ndarray | None = None
 
     def _make_features(self) -> LocalFeatures:
-        p = self.params
-        stages = p["stages"]
-        if stages is None and p["backbone"] == "pixels":
+        o = self.options
+        stages = o.stages
+        if stages is None and o.backbone == "pixels":
             stages = list(PIXEL_STAGES)
         return LocalFeatures(
-            backbone=p["backbone"], stages=stages, patch=p["patch"], max_grid=p["max_grid"],
-            center=p["center"], dim=p["feature_dim"], input_size=p["input_size"], device=self.torch_device,
+            backbone=o.backbone, stages=stages, patch=o.patch, max_grid=o.max_grid,
+            center=o.center, dim=o.feature_dim, input_size=o.input_size, device=self.torch_device,
         )
 
     def fit(self, images, *, seed: int | None = None, progress: ProgressFn | None = None) -> "PatchGaussianDetector":
@@ -153,9 +156,9 @@ class PatchGaussianDetector(GridMapDetector):
         if progress:
             progress(1, 2, {})
         feats, _ = self.features(x)
-        p = self.params
+        o = self.options
         self._mean, self._precision, info = fit_position_gaussians(
-            feats, pool=p["pool"], shrinkage=p["shrinkage"], eps=p["eps"]
+            feats, pool=o.pool, shrinkage=o.shrinkage, eps=o.eps
         )
         self.history = {k: [v] for k, v in info.items()}
         if progress:

@@ -69,20 +69,17 @@ cross-calibration (6 fits) and one image about 15 ms (``bench/lite0_speed.py``).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..coreset import MATMUL_DTYPES, NNIndex, kcenter_greedy
-from ..features import LocalFeatures, as_image_batch
-from .base import ProgressFn
+from ._components.coreset import MATMUL_DTYPES, NNIndex, kcenter_greedy
+from ._components.features import BACKBONES, LocalFeatures
+from .base import Options, ProgressFn, as_image_batch, option
 from .patch_base import GridMapDetector
 from .registry import register
 
-#: values of options added later, for configurations saved before they existed (same behaviour)
-_LEGACY = {"max_candidates": None, "max_upscale": 4.0, "pad": 0, "edge_cells": 0, "whiten": False, "brightness": 0.0,
-           "brightness_surround": 0}
-# (``feature_dim`` and ``max_memory`` are always in a saved configuration)
 #: interior cells sampled (at most) for the edge profile; border cells are all used
 EDGE_INTERIOR_SAMPLES = 20_000
 
@@ -95,78 +92,74 @@ def edge_classes(n: int, cells: int) -> np.ndarray:
     return np.where(a < cells, a, np.where(from_end < cells, 2 * cells - from_end, cells)).astype(np.int64)
 
 
+@dataclass(frozen=True)
+class PatchKNNOptions(Options):
+    """Hyper-parameters of ``patch-knn``; the defaults are kizu's default detector."""
+
+    backbone: str = option("lite0", f"feature extractor: one of {', '.join(BACKBONES)}")
+    stages: list[int] | None = option(None, "network stages (or pixel pyramid levels) whose features are used")
+    k: int = option(1, "nearest memory vectors whose mean distance is a location's anomaly")
+    coreset_fraction: float = option(0.1, "share of the training vectors kept in the memory")
+    memory_size: int | None = option(None, "memory size in vectors (overrides coreset_fraction)")
+    max_memory: int = option(16000, "largest memory, in vectors")
+    max_candidates: int | None = option(40000, "the coreset is chosen among at most this many random vectors")
+    proj_dim: int = option(64, "random projection used while choosing the coreset")
+    sigma: float = option(0.0, "Gaussian smoothing of the detector's own map, in input px (0 = none)")
+    patch: int = option(3, "pixels backbone: neighbourhood (cells) of each feature")
+    center: bool = option(False, "pixels backbone: remove each patch's mean")
+    max_grid: int = option(64, "largest feature grid, in cells a side")
+    feature_dim: int | None = option(None, "PCA dimensions of the features (None = all)")
+    input_size: int = option(224, "networks: the image's short side is resized to this many px")
+    max_upscale: float = option(2.0, "networks: an image is enlarged at most this many times")
+    pad: int = option(0, "networks: input px mirrored around the image before the network")
+    edge_cells: int = option(3, "border cells per side whose distances are corrected for the border (0 = off)")
+    whiten: bool = option(False, "scale every principal component to unit variance")
+    brightness: float = option(2.0, "weight of the relative-brightness channels (0 = none)")
+    brightness_surround: int = option(15, "brightness relative to this window around a cell, in cells (odd; 0 = the image)")
+    matmul_dtype: str = option("float32", f"precision of the distance products: one of {', '.join(MATMUL_DTYPES)}")
+
+    def __post_init__(self):
+        if self.k < 1:
+            raise ValueError(f"k must be >= 1, not {self.k}")
+        if not 0 < self.coreset_fraction <= 1:
+            raise ValueError(f"coreset_fraction must be in (0, 1], not {self.coreset_fraction}")
+        if self.memory_size is not None and self.memory_size < 1:
+            raise ValueError(f"memory_size must be None or >= 1, not {self.memory_size}")
+        if self.max_candidates is not None and self.max_candidates < 1:
+            raise ValueError(f"max_candidates must be None or >= 1, not {self.max_candidates}")
+        if self.matmul_dtype not in MATMUL_DTYPES:
+            raise ValueError(f"matmul_dtype must be one of {tuple(MATMUL_DTYPES)}, not {self.matmul_dtype!r}")
+        if self.sigma < 0:
+            raise ValueError(f"sigma must be >= 0, not {self.sigma}")
+        if self.edge_cells < 0:
+            raise ValueError(f"edge_cells must be >= 0, not {self.edge_cells}")
+        for name in ("k", "max_memory", "proj_dim", "patch", "max_grid", "input_size", "pad", "edge_cells",
+                     "brightness_surround"):
+            self._set(name, int(getattr(self, name)))
+        for name in ("coreset_fraction", "sigma", "max_upscale", "brightness"):
+            self._set(name, float(getattr(self, name)))
+        for name in ("memory_size", "max_candidates", "feature_dim"):
+            value = getattr(self, name)
+            self._set(name, None if value is None else int(value))
+        self._set("stages", None if self.stages is None else [int(v) for v in self.stages])
+        self._set("center", bool(self.center))
+        self._set("whiten", bool(self.whiten))
+
+
 @register
 class PatchKNNDetector(GridMapDetector):
     """Nearest-neighbour distance to a coreset memory of good local features."""
 
     name = "patch-knn"
+    Options = PatchKNNOptions
+    #: ``pixels``: the bare detector on raw multi-scale pixel patches (no network weights)
+    presets = {"default": {}, "pixels": dict(backbone="pixels", feature_dim=32, max_memory=4000, brightness=0.0,
+                                              brightness_surround=0)}
     # peak + mean of the map: see "Image score" in the module docstring
     default_reducer = "max+mean"
 
-    def __init__(
-        self,
-        *,
-        backbone: str = "pixels",
-        stages: list[int] | None = None,
-        k: int = 1,
-        coreset_fraction: float = 0.1,
-        memory_size: int | None = None,
-        max_memory: int = 4000,
-        max_candidates: int | None = 40000,
-        proj_dim: int = 64,
-        sigma: float = 0.0,
-        patch: int = 3,
-        center: bool = False,
-        max_grid: int = 64,
-        feature_dim: int | None = 32,
-        input_size: int = 224,
-        max_upscale: float = 2.0,
-        pad: int = 0,
-        edge_cells: int = 3,
-        whiten: bool = False,
-        brightness: float = 0.0,
-        brightness_surround: int = 0,
-        matmul_dtype: str = "float32",
-        device: str = "auto",
-    ):
-        if k < 1:
-            raise ValueError(f"k must be >= 1, not {k}")
-        if not 0 < coreset_fraction <= 1:
-            raise ValueError(f"coreset_fraction must be in (0, 1], not {coreset_fraction}")
-        if memory_size is not None and memory_size < 1:
-            raise ValueError(f"memory_size must be None or >= 1, not {memory_size}")
-        if max_candidates is not None and max_candidates < 1:
-            raise ValueError(f"max_candidates must be None or >= 1, not {max_candidates}")
-        if matmul_dtype not in MATMUL_DTYPES:
-            raise ValueError(f"matmul_dtype must be one of {tuple(MATMUL_DTYPES)}, not {matmul_dtype!r}")
-        if sigma < 0:
-            raise ValueError(f"sigma must be >= 0, not {sigma}")
-        if edge_cells < 0:
-            raise ValueError(f"edge_cells must be >= 0, not {edge_cells}")
-        super().__init__(
-            device=device,
-            backbone=backbone,
-            stages=None if stages is None else [int(s) for s in stages],
-            k=int(k),
-            coreset_fraction=float(coreset_fraction),
-            memory_size=None if memory_size is None else int(memory_size),
-            max_memory=int(max_memory),
-            max_candidates=None if max_candidates is None else int(max_candidates),
-            proj_dim=int(proj_dim),
-            sigma=float(sigma),
-            patch=int(patch),
-            center=bool(center),
-            max_grid=int(max_grid),
-            feature_dim=None if feature_dim is None else int(feature_dim),
-            input_size=int(input_size),
-            max_upscale=float(max_upscale),
-            pad=int(pad),
-            edge_cells=int(edge_cells),
-            whiten=bool(whiten),
-            brightness=float(brightness),
-            brightness_surround=int(brightness_surround),
-            matmul_dtype=matmul_dtype,
-        )
+    def __init__(self, *, device: str = "auto", **options: Any):
+        super().__init__(device=device, **options)
         self.features = self._make_features()
         self._memory: np.ndarray | None = None
         self._edge: np.ndarray | None = None
@@ -174,18 +167,13 @@ class PatchKNNDetector(GridMapDetector):
         #: which fitted image each memory row came from (set by ``fit``, not saved)
         self._memory_owner: np.ndarray | None = None
 
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "PatchKNNDetector":
-        # a model saved before an option existed keeps the behaviour it was fitted with
-        return cls(**{**_LEGACY, **config})
-
     def _make_features(self) -> LocalFeatures:
-        p = self.params
+        o = self.options
         return LocalFeatures(
-            backbone=p["backbone"], stages=p["stages"], patch=p["patch"], max_grid=p["max_grid"],
-            center=p["center"], dim=p["feature_dim"], input_size=p["input_size"],
-            max_upscale=p["max_upscale"], pad=p["pad"], whiten=p["whiten"],
-            brightness=p["brightness"], brightness_surround=p["brightness_surround"], device=self.torch_device,
+            backbone=o.backbone, stages=o.stages, patch=o.patch, max_grid=o.max_grid,
+            center=o.center, dim=o.feature_dim, input_size=o.input_size,
+            max_upscale=o.max_upscale, pad=o.pad, whiten=o.whiten,
+            brightness=o.brightness, brightness_surround=o.brightness_surround, device=self.torch_device,
         )
 
     def fit(self, images, *, seed: int | None = None, progress: ProgressFn | None = None) -> "PatchKNNDetector":
@@ -199,19 +187,19 @@ class PatchKNNDetector(GridMapDetector):
             progress(1, 3, {})
         n_img, d, h, w = feats.shape
         vecs = np.ascontiguousarray(feats.transpose(0, 2, 3, 1).reshape(-1, d))
-        p = self.params
-        n = p["memory_size"]
+        o = self.options
+        n = o.memory_size
         if n is None:
-            n = min(p["max_memory"], math.ceil(p["coreset_fraction"] * len(vecs)))
+            n = min(o.max_memory, math.ceil(o.coreset_fraction * len(vecs)))
         if progress:
             progress(2, 3, {"patches": float(len(vecs)), "memory": float(min(n, len(vecs)))})
-        idx = kcenter_greedy(vecs, n, seed=seed, proj_dim=p["proj_dim"], candidates=p["max_candidates"],
+        idx = kcenter_greedy(vecs, n, seed=seed, proj_dim=o.proj_dim, candidates=o.max_candidates,
                              device=self.torch_device)
         self._memory = np.ascontiguousarray(vecs[idx], dtype=np.float32)
-        self._index = self._new_index(p["matmul_dtype"])
+        self._index = self._new_index(o.matmul_dtype)
         self._memory_owner = idx // (h * w)
         self._edge = None
-        if p["edge_cells"]:
+        if o.edge_cells:
             self._edge = self._edge_profile(vecs, self._memory_owner, n_img, h, w, seed)
         self.history = {"memory_size": [float(len(self._memory))], "patches": [float(len(vecs))]}
         if progress:
@@ -221,7 +209,7 @@ class PatchKNNDetector(GridMapDetector):
     def _edge_profile(self, vecs: np.ndarray, mem_image: np.ndarray, n_img: int, h: int, w: int,
                       seed: int) -> np.ndarray:
         """``(2c+1, 2c+1)`` mean leave-own-image-out k-NN distance per border class, interior = 1."""
-        c = self.params["edge_cells"]
+        c = self.options.edge_cells
         nc = 2 * c + 1
         table = np.ones((nc, nc), np.float32)
         if n_img < 2:
@@ -232,7 +220,7 @@ class PatchKNNDetector(GridMapDetector):
         inner = np.flatnonzero(cls == interior)
         rng = np.random.default_rng([seed, 2])
         per_image = min(len(inner), math.ceil(EDGE_INTERIOR_SAMPLES / n_img))
-        k = self.params["k"]
+        k = self.options.k
         # fit-time only: float32 whatever matmul_dtype (excluding rows needs the fast float32 path)
         index = self._index if not self._index.low else self._new_index()
         losses, classes = [], []
@@ -270,8 +258,8 @@ class PatchKNNDetector(GridMapDetector):
         n, d, h, w = feats.shape
         vecs = feats.transpose(0, 2, 3, 1).reshape(-1, d)
         if self._index is None:
-            self._index = self._new_index(self.params["matmul_dtype"])
-        k = self.params["k"]
+            self._index = self._new_index(self.options.matmul_dtype)
+        k = self.options.k
         if leave_out is None:
             dist = self._index.search(vecs, k, exact=False)
         else:  # excluding rows needs the float32 path, whatever matmul_dtype

@@ -2,16 +2,11 @@
 
 ``shapes``: the seed post's ellipse (good) vs rectangle (defect) images.
 ``fine``: grey parts and textures with small defects and pixel masks.
+``photo``: tiles of scikit-image's bundled photographs with painted defects.
 """
 
 from .base import SynthDataset, write_mvtec
+from .fine import make_fine
 from .shapes import make_shapes, seed_anomaly, seed_normal
 
-__all__ = ["SynthDataset", "write_mvtec", "make_shapes", "seed_normal", "seed_anomaly"]
-
-try:  # the fine-defect generator lives in its own module
-    from .fine import make_fine  # noqa: F401
-
-    __all__.append("make_fine")
-except ImportError:  # pragma: no cover - only while fine.py does not exist yet
-    pass
+__all__ = ["SynthDataset", "make_fine", "make_shapes", "seed_anomaly", "seed_normal", "write_mvtec"]

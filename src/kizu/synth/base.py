@@ -17,7 +17,8 @@ def check_counts(**counts) -> None:
     for name, n in counts.items():
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise ValueError(f"{name} must be a non-negative integer, not {n!r}")
-from ..images import default_mode, write_image
+from ..io.atomic import default_mode
+from ..io.images import write_image
 
 
 @dataclass

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .guarantees import conditional_threshold, min_calibration_size, normalized_score, plain_words
+
 THRESHOLD_RULES = ("conformal", "conditional", "train-quantile")
 
 
@@ -38,14 +40,6 @@ def conformal_threshold(calibration_scores: np.ndarray, alpha: float) -> float:
     if m < 0 or len(cal) == 0:
         return math.inf
     return float(cal[min(m, len(cal) - 1)])
-
-
-def cross_folds(n: int, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Cross-conformal folds of ``n`` images: ``(fitted, held out)`` index arrays per fold, a seeded
-    shuffle split into ``folds`` near-equal parts. Everything cross-fitted for one model (detector,
-    golden template) uses these, so each image is held out of the same fold everywhere."""
-    perm = np.random.default_rng(seed).permutation(n)
-    return [(np.setdiff1d(perm, held), held) for held in np.array_split(perm, folds)]
 
 
 def smallest_reachable_alpha(n_cal: int) -> float:
@@ -82,8 +76,6 @@ class Calibration:
         train = [float(x) for x in np.asarray(train_scores if train_scores is not None else [], dtype=np.float64)]
         notes, params = [], {}
         if rule == "conditional":
-            from .guarantees import conditional_threshold, min_calibration_size
-
             threshold = conditional_threshold(np.asarray(cal), alpha, delta) if cal else math.inf
             params = {"delta": delta}
             if not math.isfinite(threshold):
@@ -111,8 +103,6 @@ class Calibration:
 
     def statement(self) -> str:
         """What the threshold means, in plain words (stored in model.json and shown in the report)."""
-        from .guarantees import plain_words
-
         n = len(self.scores)
         if self.rule == "conformal" and n:
             return plain_words(n, self.alpha, "conformal")
@@ -132,6 +122,11 @@ class Calibration:
     def is_defective(self, scores: np.ndarray) -> np.ndarray:
         """``(M,)`` bool: score above the threshold (⟺ p <= alpha under the conformal rule)."""
         return np.asarray(scores, dtype=np.float64) > self.threshold
+
+    def normalized(self, scores: np.ndarray) -> np.ndarray:
+        """``(M,)`` 0–1 scores for people, exactly 0.5 at the threshold (``guarantees.normalized_score``)."""
+        cal = np.asarray(self.scores or self.train_scores, dtype=np.float64)
+        return np.asarray(normalized_score(np.asarray(scores, dtype=np.float64), self.threshold, cal))
 
     def to_json(self) -> dict:
         return {

@@ -7,10 +7,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-
-from .errors import InputError
+from ..errors import InputError
+from ..ops.resize import resize_image
+from ..ops.tiling import extract_tiles
 
 #: images longer than this on their longer side are inspected at this size (aspect kept), unless
 #: the model tiles them or was given a size: the default detector's network sees 224 px anyway, and
@@ -33,30 +32,6 @@ def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
 def is_effectively_grey(image: np.ndarray, tol: float = 1.0 / 255) -> bool:
     """True for one channel, or three nearly equal channels."""
     return image.shape[0] == 1 or bool(np.all(np.abs(image - image[:1]) <= tol))
-
-
-def _bilinear(stack: np.ndarray, size: tuple[int, int], antialias: bool) -> np.ndarray:
-    """``(N, H, W)`` → ``(N, *size)`` float32, bilinear with pixel centres aligned (torch: several
-    times faster than scikit-image on large images, which matters per inspected image)."""
-    t = torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32))[None]
-    shrink = size[0] < stack.shape[1] or size[1] < stack.shape[2]
-    out = F.interpolate(t, size=tuple(int(v) for v in size), mode="bilinear", align_corners=False,
-                        antialias=antialias and shrink)
-    return out[0].numpy()
-
-
-def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``(C, H, W)`` → ``(C, *size)``, bilinear, anti-aliased when shrinking."""
-    if image.shape[1:] == tuple(size):
-        return image
-    return _bilinear(image, size, antialias=True)
-
-
-def resize_maps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``(N, h, w)`` → ``(N, *size)`` bilinear, no anti-aliasing (maps are upsampled back)."""
-    if maps.shape[1:] == tuple(size):
-        return maps
-    return _bilinear(maps, size, antialias=False)
 
 
 @dataclass(frozen=True)
@@ -151,8 +126,6 @@ class Preprocessor:
         """What the detector is fitted on: the images, or all their tiles when tiling."""
         if self.tile is None:
             return x
-        from .tiling import extract_tiles
-
         return extract_tiles(x, self.tile, self.tile_stride)
 
     def to_json(self) -> dict:

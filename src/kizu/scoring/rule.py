@@ -18,39 +18,30 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
+
+from ..ops.maps import smooth_maps
+from .terms import ScoreTerm, Scored
 
 REDUCERS = ("mean", "max", "topk", "max+mean")
 #: reducers whose scales are fitted on the training images
 FITTED_REDUCERS = ("max+mean",)
 
 
-def smooth_maps(maps: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian-smooth each map of ``(N, H, W)`` over H and W (sigma in pixels; 0 = unchanged)."""
-    maps = np.asarray(maps, dtype=np.float32)
-    if sigma <= 0:
-        return maps
-    return gaussian_filter(maps, sigma=(0, sigma, sigma), mode="nearest").astype(np.float32)
-
-
-def map_peaks(maps: np.ndarray) -> np.ndarray:
-    """``(N, H, W)`` maps → ``(N,)`` float64 maxima."""
-    return np.asarray(maps).reshape(len(maps), -1).max(axis=1).astype(np.float64) if len(maps) else np.zeros(0)
-
-
 def reduce_maps(maps: np.ndarray, reducer: str = "mean", *, sigma: float = 0.0, topk: float = 0.01,
-                scale: tuple[float, float] | None = None) -> np.ndarray:
-    """``(N, H, W)`` maps → ``(N,)`` float64 image scores (``scale`` only for ``max+mean``)."""
+                scale: tuple[float, float] | None = None, smoothed: np.ndarray | None = None) -> np.ndarray:
+    """``(N, H, W)`` maps → ``(N,)`` float64 image scores (``scale`` only for ``max+mean``).
+    ``smoothed``: the maps already smoothed with ``sigma`` (not smoothed again)."""
     maps = np.asarray(maps, dtype=np.float32)
     if maps.ndim != 3:
         raise ValueError(f"maps must be (N, H, W), got shape {maps.shape}")
     if reducer == "max+mean":
         if scale is None:
             raise ValueError("reducer 'max+mean' needs its scales (ScoreRule.fit on training maps)")
-        return (reduce_maps(maps, "max", sigma=sigma) / scale[0] + reduce_maps(maps, "mean") / scale[1])
+        return (reduce_maps(maps, "max", sigma=sigma, smoothed=smoothed) / scale[0]
+                + reduce_maps(maps, "mean") / scale[1])
     if reducer == "mean":
         return maps.reshape(len(maps), -1).mean(axis=1, dtype=np.float64)
-    flat = smooth_maps(maps, sigma).reshape(len(maps), -1)
+    flat = (smooth_maps(maps, sigma) if smoothed is None else smoothed).reshape(len(maps), -1)
     if reducer == "max":
         return flat.max(axis=1).astype(np.float64)
     if reducer == "topk":
@@ -91,8 +82,13 @@ class ScoreRule:
         scale = tuple(_positive_mean(reduce_maps(train_maps, r, sigma=self.sigma)) for r in ("max", "mean"))
         return replace(self, scale=scale)
 
-    def __call__(self, maps: np.ndarray) -> np.ndarray:
-        return reduce_maps(maps, self.reducer, sigma=self.sigma, topk=self.topk, scale=self.scale)
+    def __call__(self, maps: np.ndarray, smoothed: np.ndarray | None = None) -> np.ndarray:
+        """``(N,)`` image scores of ``(N, H, W)`` maps (``smoothed``: them smoothed with ``sigma``)."""
+        return reduce_maps(maps, self.reducer, sigma=self.sigma, topk=self.topk, scale=self.scale, smoothed=smoothed)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ScoreRule":
+        return cls(str(data["reducer"]), float(data["sigma"]), float(data["topk"]), data.get("scale"))
 
     def to_json(self) -> dict:
         out = asdict(self)
@@ -107,3 +103,41 @@ def _positive_mean(values: np.ndarray) -> float:
     values = values[np.isfinite(values)]
     mean = float(values.mean()) if len(values) else 0.0
     return mean if mean > 0 else 1.0
+
+
+@dataclass(frozen=True)
+class RuleTerm(ScoreTerm):
+    """The first score term: smooths the detector maps into display maps (once) and reduces them to
+    image scores by ``rule`` — or keeps the detector's own image scores (``own_score``: e.g. MT's
+    MD, which no map reduction reproduces)."""
+
+    rule: ScoreRule
+    own_score: bool = False
+    kind = "rule"
+
+    @property
+    def peak_scale(self) -> float | None:
+        """The rule's scale of display-map peaks where the image score is ``max+mean`` of the map."""
+        r = self.rule
+        return r.scale[0] if r.reducer == "max+mean" and r.scale and not self.own_score else None
+
+    @property
+    def map_scale(self) -> float:
+        """``peak_scale``, or 1."""
+        return self.peak_scale or 1.0
+
+    def fit(self, training_maps: np.ndarray) -> "RuleTerm":
+        """This term with the rule's scales set from maps of the fitted images (``ScoreRule.fit``)."""
+        return replace(self, rule=self.rule.fit(training_maps))
+
+    def apply(self, scored: Scored, images: np.ndarray) -> Scored:
+        display = smooth_maps(scored.maps, self.rule.sigma)
+        scores = scored.scores if self.own_score else self.rule(scored.maps, smoothed=display)
+        return Scored(scored.maps, np.asarray(scores, dtype=np.float64), display, self.peak_scale)
+
+    def to_json(self) -> dict:
+        return {**self.rule.to_json(), "own_score": self.own_score}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "RuleTerm":
+        return cls(ScoreRule.from_json(data), bool(data.get("own_score", False)))

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kizu.errors import ModelFileError
+from ...errors import ModelFileError
 
 __all__ = [
     "WEIGHTS_PACKAGE",

@@ -7,7 +7,7 @@ surface somewhere else on the part) still departs from that prediction where it 
 
 ``GoldenTemplate`` (pure arrays in, arrays out):
 
-* grey images ``(N, H, W)`` (colour is averaged; larger than ``MAX_SIDE`` px, block-averaged by
+* grey images ``(N, H, W)`` (colour is averaged; larger than ``TEMPLATE_MAX_SIDE`` px, block-averaged by
   an integer factor to at most that), registered onto the template by phase correlation (sub-pixel
   shift), blurred with a Gaussian of ``sigma`` px;
 * residual = image − g · mean, with g the least-squares brightness factor of that image;
@@ -35,15 +35,18 @@ grass.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import numpy as np
 from scipy import ndimage
 from skimage.registration import phase_cross_correlation
 
-from .calibration import cross_folds
-from .preprocess import resize_maps
-from .scoring import map_peaks
+from ..errors import KizuError
+from ..ops.maps import map_peaks
+from ..ops.resize import resize_maps
+from .terms import HeldOut, Scored, ScoreTerm
 
 #: held-out good images must be explained to at least this R² for ``template=auto`` to turn it on
 MIN_EXPLAINED = 0.99
@@ -61,7 +64,7 @@ MAP_WEIGHT = 0.5
 DEPARTURE_SD_FLOOR = 0.1
 #: larger images are block-averaged to at most this many px a side (a wide stain survives; the
 #: registrations of a large training set stay cheap)
-MAX_SIDE = 128
+TEMPLATE_MAX_SIDE = 128
 
 
 def default_sigma(h: int, w: int) -> float:
@@ -70,9 +73,9 @@ def default_sigma(h: int, w: int) -> float:
 
 
 def reduction(h: int, w: int) -> int:
-    """The integer block size that brings ``(h, w)`` to at most ``MAX_SIDE`` px a side (never below
+    """The integer block size that brings ``(h, w)`` to at most ``TEMPLATE_MAX_SIDE`` px a side (never below
     1 px: a thin strip keeps its short side)."""
-    return max(1, min(-(-max(h, w) // MAX_SIDE), h, w))
+    return max(1, min(-(-max(h, w) // TEMPLATE_MAX_SIDE), h, w))
 
 
 def grey(images: np.ndarray, factor: int = 1, chunk: int = 64) -> np.ndarray:
@@ -92,13 +95,13 @@ def grey(images: np.ndarray, factor: int = 1, chunk: int = 64) -> np.ndarray:
     return out
 
 
-def register(images: np.ndarray, reference: np.ndarray) -> np.ndarray:
+def register_images(images: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """``(N, H, W)`` shifted (sub-pixel, bilinear, edges extended) onto ``reference`` ``(H, W)``."""
     return _register(images, reference)[0]
 
 
 def _register(images: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``register`` and the ``(N, 2)`` shifts (px, rows then columns) that it applied."""
+    """``register_images`` and the ``(N, 2)`` shifts (px, rows then columns) that it applied."""
     out, shifts = np.empty_like(images), np.zeros((len(images), 2))
     flat_reference = np.ptp(reference) == 0
     for i, im in enumerate(images):
@@ -135,8 +138,8 @@ class GoldenTemplate:
         sigma = default_sigma(*g.shape[1:]) if sigma is None else float(sigma)
         reference = g.mean(axis=0)
         for _ in range(2):  # onto the plain mean, then onto the mean of the registered images
-            reference = register(g, reference).mean(axis=0)
-        blurred = _blur(register(g, reference), sigma)
+            reference = register_images(g, reference).mean(axis=0)
+        blurred = _blur(register_images(g, reference), sigma)
         mean = blurred.mean(axis=0)
         spread = _residuals(blurred, mean).std(axis=0) + SPREAD_FLOOR * max(float(mean.mean()), 1e-6)
         return cls(reference, mean, spread, sigma, factor)
@@ -198,23 +201,27 @@ def _residuals(blurred: np.ndarray, mean: np.ndarray) -> np.ndarray:
     return blurred - gain[:, None, None] * mean
 
 
-def held_out_fit(images: np.ndarray, folds: int, seed: int, stop_below: float | None = None
+#: a split of good images: a template fitted on ``fit`` (index array) scores ``held``
+Split = tuple[np.ndarray, np.ndarray]
+
+
+def held_out_fit(images: np.ndarray, splits: Iterable[Split], stop_below: float | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """``(N,)`` template scores and R² of each of ``images`` ``(N, C, H, W)`` from a template fitted
-    on the other folds (``calibration.cross_folds``: those of ``InspectionModel``'s cross-calibration).
-    With ``stop_below``, the folds after one whose median R² is below it are skipped (NaN there):
-    the template does not explain these images, and the other folds' work would be wasted."""
+    """``(N,)`` template scores and R² of each of ``images`` ``(N, C, H, W)`` from templates fitted on
+    the other images of each split (``(fit, held)`` index pairs, e.g. cross-calibration folds).
+    With ``stop_below``, the splits after one whose median R² is below it are skipped (NaN there):
+    the template does not explain these images, and the other splits' work would be wasted."""
     factor = reduction(*np.shape(images)[-2:])
-    return held_out_fit_grey(grey(images, factor), factor, folds, seed, stop_below, maps=False)[:2]
+    return held_out_fit_grey(grey(images, factor), factor, splits, stop_below, maps=False)[:2]
 
 
-def held_out_fit_grey(g: np.ndarray, factor: int, folds: int, seed: int, stop_below: float | None = None,
+def held_out_fit_grey(g: np.ndarray, factor: int, splits: Iterable[Split], stop_below: float | None = None,
                       maps: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """``held_out_fit`` on images already through ``grey(images, factor)``, with (``maps``) the
     held-out images' departure maps too (``GoldenTemplate.scores_and_maps``; NaN where not scored)."""
     scores, explained = np.full(len(g), np.nan), np.full(len(g), np.nan)
     out_maps = np.full(g.shape, np.nan, dtype=np.float32) if maps else None
-    for rest, held in cross_folds(len(g), folds, seed):
+    for rest, held in splits:
         tpl = GoldenTemplate.fit_grey(g[rest], factor)
         if out_maps is None:
             scores[held] = tpl.scores(g[held], is_grey=True)
@@ -313,9 +320,54 @@ class MapTerm:
 
 
 @dataclass(frozen=True)
-class TemplateTerm:
-    """The ``GoldenTemplate`` in a model (``apply``): its ``MapTerm`` (``map``) and, where the image
-    score is not the display map's ``max+mean`` (or ``map`` is None), the soft maximum of the
+class HeldOutTemplate:
+    """The golden template of the fitted images (None: off), the held-out images' median R² (None:
+    not measured), and the calibration images' template scores ``(N,)`` and departure maps
+    ``(N, h, w)`` from templates that did not see them."""
+
+    template: GoldenTemplate | None
+    explained: float | None
+    scores: np.ndarray
+    maps: np.ndarray
+
+    OFF: ClassVar["HeldOutTemplate"]
+
+
+HeldOutTemplate.OFF = HeldOutTemplate(None, None, np.zeros(0), np.zeros((0, 0, 0)))
+
+
+def held_out_template(images: np.ndarray, side_fits: list[Split], final_fit: np.ndarray, final_held: np.ndarray,
+                      forced: bool) -> HeldOutTemplate:
+    """The golden template of ``images[final_fit]`` and the calibration images' held-out comparisons:
+    from templates of the ``side_fits`` (cross-calibration folds, each ``(fit, held)``) or, without
+    them, from the final template (hold-out calibration of ``final_held``). Unless ``forced``, off
+    where the held-out images' median R² is below ``MIN_EXPLAINED`` — with folds, in any fold (the
+    folds after the first such fold are not computed)."""
+    n_held = len(images) if side_fits else len(final_held)
+    if n_held < MIN_HELD_OUT:
+        if forced:
+            raise KizuError(f"the golden template needs at least {MIN_HELD_OUT} calibration images, not {n_held}")
+        return HeldOutTemplate.OFF
+    factor = reduction(*images.shape[-2:])
+    g = grey(images, factor)  # once, small: (N, h, w) at most TEMPLATE_MAX_SIDE px a side
+    if side_fits:
+        t_cal, r2, t_maps = held_out_fit_grey(g, factor, side_fits, stop_below=None if forced else MIN_EXPLAINED)
+        explained = float(np.nanmedian(r2))
+        worst_fold = min(float(np.median(r2[held])) if not np.isnan(r2[held]).all() else -np.inf
+                         for _, held in side_fits)
+        template = GoldenTemplate.fit_grey(g, factor) if forced or worst_fold >= MIN_EXPLAINED else None
+    else:
+        template = GoldenTemplate.fit_grey(g[final_fit], factor)
+        t_cal, t_maps = template.scores_and_maps(g[final_held], is_grey=True)
+        explained = float(np.median(template.explained_variance(g[final_held], is_grey=True)))
+        template = template if forced or explained >= MIN_EXPLAINED else None
+    return HeldOutTemplate(template, explained, t_cal, t_maps)
+
+
+@dataclass(frozen=True)
+class TemplateTerm(ScoreTerm):
+    """The ``GoldenTemplate`` as a score term (``apply``): its ``MapTerm`` (``map``) and, where the
+    image score is not the display map's ``max+mean`` (or ``map`` is None), the soft maximum of the
     model's image score and the template's score, both standardised, back in the units of the
     model's score: ``mean_s + sd_s · log(exp(z_s) + exp(z_t))`` (``combine``). Where both rise a
     little (a faint stain) it adds them; where only one rises (a small spot the template blurs
@@ -327,11 +379,28 @@ class TemplateTerm:
     score_mean: float  # of held-out good images' own image scores
     score_sd: float  # their standard deviation
     explained: float  # median R² of the held-out good images
-    map: MapTerm | None = None  # None: display maps are the detector's alone (models saved before it)
+    map: MapTerm | None = None  # None: display maps are the detector's alone
+    kind = "template"
 
     @classmethod
-    def fit(cls, template: GoldenTemplate, held_out_template_scores: np.ndarray, held_out_scores: np.ndarray,
-            explained: float) -> "TemplateTerm":
+    def fit(cls, held: HeldOut, held_template: HeldOutTemplate) -> tuple["TemplateTerm", HeldOut]:
+        """From the calibration images as scored so far (``held``, display maps kept) and their
+        held-out template comparisons: the term, and the images' scores and display-map peaks as new
+        images would get them, each with the statistics of the *other* images (``own_combined``,
+        ``MapTerm.fit``) so they stay exchangeable with new images'."""
+        tpl = held_template
+        map_term, joined_peaks = MapTerm.fit(held.display, tpl.maps, held.scales, tpl.template.factor)
+        term = replace(cls.fit_statistics(tpl.template, tpl.scores, held.scores, tpl.explained), map=map_term)
+        if held.peak_scaled:
+            scores = held.scores + (joined_peaks - held.peaks) / held.scales
+        else:
+            scores = cls.own_combined(held.scores, tpl.scores)
+        return term, replace(held, scores=scores, peaks=joined_peaks, display=None)
+
+    @classmethod
+    def fit_statistics(cls, template: GoldenTemplate, held_out_template_scores: np.ndarray,
+                       held_out_scores: np.ndarray, explained: float) -> "TemplateTerm":
+        """The term without a map part, from held-out good images' template and image scores."""
         t = np.asarray(held_out_template_scores, dtype=np.float64)
         s = np.asarray(held_out_scores, dtype=np.float64)
         if len(t) < 2 or t.shape != s.shape:
@@ -345,26 +414,22 @@ class TemplateTerm:
         z_t = (np.asarray(template_scores, dtype=np.float64) - self.mean) / self.sd
         return self.score_mean + self.score_sd * np.logaddexp(z_s, z_t)
 
-    def adjust(self, scores: np.ndarray, images: np.ndarray) -> np.ndarray:
-        return self.combine(scores, self.template.scores(images))
-
-    def apply(self, scores: np.ndarray, display: np.ndarray, images: np.ndarray, peak_scale: float | None
-              ) -> tuple[np.ndarray, np.ndarray]:
-        """``(N,)`` image scores and ``(N, H, W)`` display maps of ``images`` → both with the template.
+    def apply(self, scored: Scored, images: np.ndarray) -> Scored:
+        """The batch's scores and display maps with the template.
 
         With a ``MapTerm`` the template's departures join the display maps; where the score rule
         has a peak scale (``max+mean``: its max part is the display map's peak / ``peak_scale``)
         the score gains ``(peak(joined) − peak(display)) / peak_scale`` — its max part taken on the
-        joined map (exactly so where the score reference's factor is 1) — so the score and the map
-        show the same departures. Otherwise (and in models saved without a map term) the image
-        score is the soft maximum of ``combine``."""
+        joined map — so the score and the map show the same departures. Otherwise (and in models
+        saved without a map term) the image score is the soft maximum of ``combine``."""
         if self.map is None:
-            return self.adjust(scores, images), display
+            return replace(scored, scores=self.combine(scored.scores, self.template.scores(images)))
         template_scores, template_maps = self.template.scores_and_maps(images)
-        joined = self.map.combine(display, template_maps, peak_scale or 1.0, self.template.factor)
-        if peak_scale is None:
-            return self.combine(scores, template_scores), joined
-        return np.asarray(scores, dtype=np.float64) + (map_peaks(joined) - map_peaks(display)) / peak_scale, joined
+        joined = self.map.combine(scored.display, template_maps, scored.map_scale, self.template.factor)
+        if scored.peak_scale is None:
+            return replace(scored, scores=self.combine(scored.scores, template_scores), display=joined)
+        gain = (map_peaks(joined) - map_peaks(scored.display)) / scored.peak_scale
+        return replace(scored, scores=np.asarray(scored.scores, dtype=np.float64) + gain, display=joined)
 
     @staticmethod
     def own_combined(scores: np.ndarray, template_scores: np.ndarray) -> np.ndarray:
@@ -383,6 +448,9 @@ class TemplateTerm:
         return {"mean": self.mean, "sd": self.sd, "score_mean": self.score_mean, "score_sd": self.score_sd,
                 "explained": self.explained, "sigma": self.template.sigma, "factor": self.template.factor,
                 "map": None if self.map is None else self.map.to_json()}
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return self.template.state_dict()
 
     @staticmethod
     def check_json(data: dict) -> list[float]:

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from .errors import OptionError
+from ...errors import OptionError
 
 # cuBLAS is deterministic only with a fixed workspace; it reads this when its first handle is made
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")

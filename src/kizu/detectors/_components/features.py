@@ -51,8 +51,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import KizuError
-from .preprocess import resize_maps
+from ...errors import KizuError
+from ...ops.resize import resize_maps
+from ..base import as_image_batch
 from .torch_utils import device_batch, full_precision_convs
 
 BACKBONES = ("pixels", "lite0", "random")
@@ -68,16 +69,6 @@ PCA_SAMPLES = 50_000
 
 #: frozen pretrained feature extractors, loaded once per process ((stages, device) → network)
 _PRETRAINED_NETS: dict[tuple[tuple[int, ...], str], torch.nn.Module] = {}
-
-
-def as_image_batch(images: np.ndarray) -> np.ndarray:
-    """Validate and return ``(N, C, H, W)`` float32 with C = 1 or 3 (``(N, H, W)`` becomes C = 1)."""
-    x = np.asarray(images, dtype=np.float32)
-    if x.ndim == 3:
-        x = x.reshape(len(x), 1, *x.shape[1:])  # not x[:, None]: see torch_utils.device_batch
-    if x.ndim != 4 or x.shape[1] not in (1, 3):
-        raise ValueError(f"images must be (N, C, H, W) with C = 1 or 3, got shape {x.shape}")
-    return x
 
 
 def upsample_maps(maps: np.ndarray | torch.Tensor, size: tuple[int, int]) -> np.ndarray:
@@ -109,7 +100,7 @@ def _relative_brightness(t: torch.Tensor, grid: tuple[int, int], surround: int =
 
 def _pretrained_net(stages: tuple[int, ...], device: torch.device) -> torch.nn.Module:
     """The frozen pretrained extractor for ``stages`` on ``device``, loaded once per process."""
-    from .backbones.efficientnet_lite import lite0_feature_extractor
+    from .efficientnet_lite import lite0_feature_extractor
 
     key = (stages, str(device))
     if key not in _PRETRAINED_NETS:
@@ -224,7 +215,7 @@ class LocalFeatures:
             if self._channels is None:
                 raise RuntimeError("LocalFeatures is not fitted")
             return self._channels * self.patch**2 * len(self.stages) + self._brightness_dim
-        from .backbones.efficientnet_lite import STAGE_CHANNELS
+        from .efficientnet_lite import STAGE_CHANNELS
 
         return sum(STAGE_CHANNELS[s] for s in self.stages) + self._brightness_dim
 
@@ -313,10 +304,10 @@ class LocalFeatures:
 
     def _build_net(self, seed: int, calibration: np.ndarray | None) -> None:
         try:
-            from .backbones.efficientnet_lite import lite0_feature_extractor
+            from .efficientnet_lite import lite0_feature_extractor
         except ImportError as err:  # pragma: no cover - the backbone module ships with kizu
             raise KizuError(f"backbone {self.backbone!r} needs kizu.backbones.efficientnet_lite ({err})") from None
-        from .backbones.efficientnet_lite import weights_path
+        from .efficientnet_lite import weights_path
 
         pretrained = self.backbone == "lite0" and weights_path() is not None
         key = tuple(self.stages)
@@ -358,7 +349,7 @@ class LocalFeatures:
         the coarsest stage's stride so every map crops back exactly."""
         if not self.pad:
             return 0
-        from .backbones.efficientnet_lite import STAGE_STRIDES
+        from .efficientnet_lite import STAGE_STRIDES
 
         f = self._net_size(h, w)[0] / h
         s = max(STAGE_STRIDES[st] for st in self.stages)
@@ -367,7 +358,7 @@ class LocalFeatures:
     def _grid(self, h: int, w: int) -> tuple[int, int]:
         if self.backbone == "pixels":
             return _work_grid(h, w, self.max_grid)
-        from .backbones.efficientnet_lite import STAGE_STRIDES
+        from .efficientnet_lite import STAGE_STRIDES
 
         hh, ww = self._net_size(h, w)
         s = STAGE_STRIDES[min(self.stages, key=lambda st: STAGE_STRIDES[st])]
@@ -396,10 +387,10 @@ class LocalFeatures:
         return torch.cat(out, dim=1)
 
     def _network(self, t: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-        from .backbones.efficientnet_lite import STAGE_STRIDES
+        from .efficientnet_lite import STAGE_STRIDES
 
         if self._fused is None:  # BatchNorm folded in: the same maps, about twice as fast
-            from .backbones.efficientnet_lite import fuse_for_inference
+            from .efficientnet_lite import fuse_for_inference
 
             self._fused = fuse_for_inference(self._net)
         maps = self._fused(self._prepare(t))
@@ -494,7 +485,7 @@ class LocalFeatures:
             seed = _int(state["net_seed"])
             pretrained = bool(_int(state["net_pretrained"]))
             if pretrained and self.backbone == "lite0":
-                from .backbones.efficientnet_lite import weights_path
+                from .efficientnet_lite import weights_path
 
                 if weights_path() is None:
                     raise KizuError(

@@ -315,7 +315,7 @@ def robust_scale(calibration_scores: np.ndarray) -> float:
     return 0.1 * max(abs(float(q50)), 1.0)
 
 
-def normalised_score(
+def normalized_score(
     scores: np.ndarray,
     threshold: float,
     calibration_scores: np.ndarray,

@@ -8,7 +8,7 @@ quiet kind's early, and image AUROC over the mixed set drops below each kind's o
 ``ScoreReference`` rescales each image's score by how high its own kind scores: it compares
 ``image_descriptors`` (a small, cheap summary of what an image shows: brightness, contrast and
 how its detail is spread over scales) with those of a reference set of good images scored as
-unseen ones — ``InspectionModel.train`` uses its calibration images — and divides by the mean
+unseen ones — training uses its calibration images — and divides by the mean
 score of the ``k`` most similar ones. The calibration scores themselves are adjusted with each
 image left out of its own neighbours (``own_factors``), so they stay exchangeable with new images'
 and the conformal threshold keeps its meaning. How much of that local mean is used is learned
@@ -26,11 +26,14 @@ so a weight of 0 leaves scores unchanged and the units stay those of the score r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .terms import HeldOut, Scored, ScoreTerm
 
 #: neighbours whose mean score is an image's local reference
 REFERENCE_K = 8
@@ -165,3 +168,33 @@ class ScoreReference:
         if not 0 <= weight <= 1 or k < 1 or not np.all(spread > 0):
             raise ValueError(f"invalid reference (weight {weight}, k {k})")
         return cls(desc, scores, spread, weight, k)
+
+
+@dataclass(frozen=True)
+class ReferenceTerm(ScoreTerm):
+    """The score reference as a score term: each image's score relative to similar good images."""
+
+    reference: ScoreReference
+    kind = "reference"
+
+    #: at least this many calibration images to fit a reference from
+    MIN_IMAGES: ClassVar[int] = 3
+
+    @classmethod
+    def fit(cls, held: HeldOut, held_images: np.ndarray) -> tuple["ReferenceTerm", HeldOut]:
+        """From the calibration images (``(N, C, H, W)``, scored as unseen in ``held``): the term, and
+        their scores adjusted with each image left out of its own neighbours (``own_factors``)."""
+        reference = ScoreReference.fit(image_descriptors(held_images), held.scores)
+        return cls(reference), replace(held, scores=held.scores * reference.own_factors())
+
+    def apply(self, scored: Scored, images: np.ndarray) -> Scored:
+        if self.reference.weight <= 0:
+            return scored
+        return replace(scored, scores=self.reference.adjust(scored.scores, image_descriptors(images)))
+
+    def to_json(self) -> dict:
+        return self.reference.to_json()
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ReferenceTerm":
+        return cls(ScoreReference.from_json(data))
