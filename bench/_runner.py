@@ -1,7 +1,7 @@
-"""Detector benchmark: every kizu detector and classic peers on every built-in task.
-
-Used by ``bench/detectors.py`` and ``kizu bench``. Prints a table, returns rows as dicts.
-kizu detectors go through ``InspectionModel`` (20 % of the good images held out to calibrate);
+"""What the benchmark scripts share: training through the public API, timing, seeds, writing
+results; and the detector benchmark (every kizu detector and classic peers on every built-in task,
+used by ``bench/detectors.py``), which prints a table and returns rows as dicts.
+kizu detectors go through ``kizu.fit_model`` (cross-conformal calibration by default);
 peers (PyOD, scikit-learn; the ``bench`` extra) see flattened pixels of all good images and use
 their own training-score threshold (contamination = alpha), as their users would.
 """
@@ -15,11 +15,20 @@ from typing import Any, Callable
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from .detectors import DEFAULT_OPTIONS
-from .images import atomic_write_text
-from .metrics import pixel_auroc
-from .model import InspectionModel
-from .synth import SynthDataset, make_shapes
+from kizu import InspectionModel, TrainConfig, fit_model
+from kizu.evaluation.metrics import pixel_auroc
+from kizu.io import atomic_write_text
+from kizu.synth import SynthDataset, make_shapes
+
+
+def train(images, detector: str | None = None, options: dict | None = None, *, device: str = "auto",
+          **config) -> InspectionModel:
+    """``fit_model`` with a ``TrainConfig`` of ``detector`` (default: kizu's), its ``options`` and
+    ``config`` fields."""
+    if detector is not None:
+        config["detector"] = detector
+    config["options"] = dict(options or config.get("options") or {})
+    return fit_model(images, TrainConfig(**config), device=device)
 
 
 def time_inspect(model: InspectionModel, images: np.ndarray, runs: int, sync: Callable[[], None] = lambda: None
@@ -56,6 +65,19 @@ def seed_arg(text: str) -> int:
     return value
 
 
+def size_arg(text: str) -> int:
+    """argparse type for training-set sizes: a positive integer."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"sizes must be positive integers, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be positive integers, not {value}")
+    return value
+
+
 def save_results(path, results) -> None:
     """Write benchmark results as JSON atomically and say where."""
     import json
@@ -76,11 +98,11 @@ def default_tasks(sizes=(100, 1000), fine: bool = True) -> list[Task]:
         for jitter in ("seed", "intended"):
             tasks.append(Task(f"shapes-{jitter}-n{n}", lambda s, n=n, j=jitter: make_shapes(n, 500, 500, seed=s, jitter=j)))
     if fine:
-        from .synth.fine import make_fine
+        from kizu.synth.fine import make_fine
 
         tasks.append(Task("fine-parts-n100", lambda s: make_fine(100, 100, 25, size=64, seed=s, mode="parts")))
         tasks.append(Task("fine-texture-n100", lambda s: make_fine(100, 100, 25, size=64, seed=s, mode="texture")))
-        from .synth.photo import PHOTOS, make_photo_textures
+        from kizu.synth.photo import PHOTOS, make_photo_textures
 
         for photo in PHOTOS:
             tasks.append(Task(f"photo-{photo}-n100", lambda s, p=photo: make_photo_textures(p, 100, 50, 25, seed=s)))
@@ -93,8 +115,8 @@ KIZU_DETECTORS: list[tuple[str, str, dict[str, Any]]] = [
     ("autoencoder", "autoencoder", {"preset": "default"}),
     ("mt", "mt", {}),
     ("patch-gaussian", "patch-gaussian", {}),
-    ("patch-knn (pixels)", "patch-knn", {"backbone": "pixels"}),
-    ("patch-knn (lite0)", "patch-knn", dict(DEFAULT_OPTIONS)),
+    ("patch-knn (pixels)", "patch-knn", {"preset": "pixels"}),
+    ("patch-knn (lite0)", "patch-knn", {}),
 ]
 
 
@@ -141,7 +163,7 @@ def _auroc(y, s) -> float:
 
 def run_kizu(label: str, name: str, options: dict, data: SynthDataset, seed: int, alpha: float) -> dict:
     t0 = time.perf_counter()
-    model = InspectionModel.train(data.train, detector=name, detector_options=dict(options), seed=seed, alpha=alpha)
+    model = train(data.train, name, options, seed=seed, alpha=alpha)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     verdicts = model.inspect(data.test)

@@ -3,7 +3,7 @@
     .venv/bin/pip install -e '.[bench]'            # PyOD for the peers
     .venv/bin/python bench/detectors.py [--sizes 100 1000] [--seeds 0] [--no-peers] [--only NAME ...]
 
-Prints a table; writes bench/results/detectors.json. Same code as `kizu bench`.
+Prints a table; writes bench/results/detectors.json.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from kizu.benchmark import save_results, seed_arg  # noqa: E402
+from _runner import save_results, seed_arg, size_arg  # noqa: E402
 
-from kizu.benchmark import KIZU_DETECTORS, default_tasks, run_benchmark  # noqa: E402
+from _runner import KIZU_DETECTORS, default_tasks, run_benchmark  # noqa: E402
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
+    ap.add_argument("--sizes", type=size_arg, nargs="+", default=[100, 1000])
     ap.add_argument("--seeds", type=seed_arg, nargs="+", default=[0])
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--no-fine", action="store_true")

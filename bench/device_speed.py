@@ -26,19 +26,19 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from kizu.benchmark import save_results, time_inspect  # noqa: E402
+from _runner import save_results, time_inspect, train  # noqa: E402
 
 from kizu import InspectionModel  # noqa: E402
-from kizu.detectors import DEFAULT_DETECTOR, DEFAULT_OPTIONS  # noqa: E402
+from kizu.detectors import DEFAULT_DETECTOR  # noqa: E402
 from kizu.synth import make_shapes  # noqa: E402
 from kizu.synth.fine import make_fine  # noqa: E402
 
 TASKS = {
     # name: (data set, detector, options)
     "fine-texture-64": (lambda: make_fine(100, 50, 10, size=64, seed=0, mode="texture"), DEFAULT_DETECTOR,
-                        DEFAULT_OPTIONS),
+                        {}),
     "fine-parts-256": (lambda: make_fine(100, 50, 10, size=256, seed=0, mode="parts"), DEFAULT_DETECTOR,
-                       DEFAULT_OPTIONS),
+                       {}),
     "shapes-seed-autoencoder": (lambda: make_shapes(1000, 250, 250, seed=0), "autoencoder", {"preset": "seed"}),
 }
 
@@ -51,7 +51,7 @@ def _sync(device: str) -> None:
 def _train(ds, detector: str, options: dict, device: str) -> tuple[InspectionModel, float]:
     _sync(device)
     t0 = time.perf_counter()
-    model = InspectionModel.train(ds.train, detector=detector, detector_options={**options, "device": device}, seed=0)
+    model = train(ds.train, detector, options, seed=0, device=device)
     _sync(device)
     return model, time.perf_counter() - t0
 

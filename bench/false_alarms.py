@@ -24,11 +24,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from kizu.benchmark import save_results, seed_arg  # noqa: E402
+from _runner import save_results, seed_arg, train  # noqa: E402
 
 from kizu import InspectionModel  # noqa: E402
 from kizu.cli.common import parse_options  # noqa: E402
-from kizu.detectors import DEFAULT_DETECTOR, default_options  # noqa: E402
+from kizu.detectors import DEFAULT_DETECTOR  # noqa: E402
 from kizu.synth.fine import make_fine  # noqa: E402
 
 MODES = {"fine-parts": {"mode": "parts"}, "fine-texture": {"mode": "texture"},
@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     ap.add_argument("-O", "--option", action="append", default=[])
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "false_alarms.json")
     args = ap.parse_args(argv)
-    options = {**default_options(args.detector), **parse_options(args.option)}
+    options = parse_options(args.option)
     rows = []
     print(f"detector {args.detector} {options}, alpha {args.alpha}, {args.n_good} unseen good images per seed")
     print(f"{'task':<24} {'seed':>4} {'FAR':>7}  training draw")
@@ -59,9 +59,8 @@ def main(argv=None) -> int:
             draws = [("training images", d.train)] + [
                 (f"good images {a}-{a + 99}", d.test[a:a + 100])
                 for a in range(args.n_good, args.n_good + 100 * args.training_draws, 100)]
-            for draw, train in draws:
-                model = InspectionModel.train(train, detector=args.detector, detector_options=dict(options), seed=seed,
-                                              alpha=args.alpha)
+            for draw, images in draws:
+                model = train(images, args.detector, dict(options), seed=seed, alpha=args.alpha)
                 far = float(np.mean([v.defective for v in model.inspect(test)]))
                 if draw == draws[0][0]:
                     rates.append(far)

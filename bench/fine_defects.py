@@ -20,12 +20,12 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from kizu.benchmark import save_results, seed_arg  # noqa: E402
+from _runner import save_results, seed_arg, train  # noqa: E402
 
-from kizu import InspectionModel, plots  # noqa: E402
+from kizu.evaluation import plots  # noqa: E402
 from kizu.cli.common import parse_options  # noqa: E402
-from kizu.detectors import DEFAULT_DETECTOR, default_options  # noqa: E402
-from kizu.metrics import aupro, pixel_auroc  # noqa: E402
+from kizu.detectors import DEFAULT_DETECTOR  # noqa: E402
+from kizu.evaluation.metrics import aupro, pixel_auroc  # noqa: E402
 from kizu.synth.fine import make_fine  # noqa: E402
 from kizu.synth.photo import PHOTOS, make_photo_textures  # noqa: E402
 
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     ap.add_argument("--overlays", type=Path)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "fine_defects.json")
     args = ap.parse_args(argv)
-    options = {**default_options(args.detector), **parse_options(args.option)}
+    options = parse_options(args.option)
     rows = []
     print(f"detector {args.detector} {options}")
     print(f"{'task':<16} {'seed':>4} {'AUROC':>6} {'pixAUROC':>8} {'AUPRO':>6} {'FAR':>6} {'fit s':>6}  per-type AUROC")
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
         for seed in args.seeds:
             d = TASKS[task](seed)
             t0 = time.perf_counter()
-            model = InspectionModel.train(d.train, detector=args.detector, detector_options=dict(options), seed=seed)
+            model = train(d.train, args.detector, dict(options), seed=seed)
             fit_s = time.perf_counter() - t0
             vs = model.inspect(d.test)
             s = np.array([v.score for v in vs])

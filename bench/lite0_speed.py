@@ -19,11 +19,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from kizu.benchmark import save_results, time_inspect  # noqa: E402
+from _runner import save_results, time_inspect, train  # noqa: E402
 
 from kizu import InspectionModel  # noqa: E402
 from kizu.cli.common import parse_options  # noqa: E402
-from kizu.detectors import default_options  # noqa: E402
 from kizu.synth.fine import make_fine  # noqa: E402
 
 
@@ -36,10 +35,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "lite0_speed.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    options = {**(default_options(args.detector) or {"backbone": "lite0"}), **parse_options(args.option)}
+    options = parse_options(args.option)
     d = make_fine(100, 20, 5, size=64, seed=0, mode="texture")
     t0 = time.perf_counter()
-    model = InspectionModel.train(d.train, detector=args.detector, detector_options=dict(options), seed=0)
+    model = train(d.train, args.detector, dict(options), seed=0)
     train_s = time.perf_counter() - t0
     lat_ms, batch_ips = time_inspect(model, d.test, args.runs)
     res = {"detector": args.detector, "options": options, "threads": args.threads, "train_seconds_100": train_s,

@@ -25,9 +25,10 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from kizu.benchmark import seed_arg  # noqa: E402
+from _runner import seed_arg  # noqa: E402
 
-BASE = {"backbone": "lite0"}
+#: the sweep starts from the bare detector (preset "pixels") with the Lite0 network
+BASE = {"preset": "pixels", "backbone": "lite0"}
 CONFIGS: dict[str, dict] = {
     "default": {},
     "whiten": {"whiten": True},
@@ -88,7 +89,7 @@ def run_job(job: tuple[str, str, int]) -> dict:
 
     torch.set_num_threads(1)
     from kizu.detectors import create
-    from kizu.scoring import reduce_maps
+    from kizu.scoring.rule import reduce_maps
 
     config, task, seed = job
     d = _data(task, seed)
@@ -113,7 +114,7 @@ def run_job(job: tuple[str, str, int]) -> dict:
 
 
 def main(argv=None) -> int:
-    from kizu.benchmark import save_results
+    from _runner import save_results
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS))

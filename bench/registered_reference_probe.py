@@ -40,12 +40,12 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from kizu.benchmark import save_results, seed_arg  # noqa: E402
+from _runner import save_results, seed_arg, train  # noqa: E402
 
 from kizu import InspectionModel  # noqa: E402
-from kizu.detectors import DEFAULT_DETECTOR, default_options  # noqa: E402
+from kizu.detectors import DEFAULT_DETECTOR  # noqa: E402
 from kizu.synth import make_shapes  # noqa: E402
-from kizu.template import register  # noqa: E402
+from kizu.scoring.template import register_images as register  # noqa: E402
 from kizu.synth.fine import make_fine  # noqa: E402
 
 #: the data sets the probe runs on (100 good training images each)
@@ -156,9 +156,7 @@ def main(argv=None) -> int:
         kinds = ["all", *sorted(set(types) - {"good"})]
         if seed == args.seeds[0]:
             print(f"{'seed':>4} {'scores (mask/sides[/shading])':<28} " + " ".join(f"{k:>9}" for k in kinds))
-        model = InspectionModel.train(d.train, detector=DEFAULT_DETECTOR,
-                                      detector_options=default_options(DEFAULT_DETECTOR), seed=seed,
-                                      template=False)  # the probe is its own template
+        model = train(d.train, DEFAULT_DETECTOR, {}, seed=seed, template=False)  # the probe is its own template
         default = np.array([v.score for v in model.inspect(d.test)])
         cal = np.asarray(model.calibration.scores)
         for shading in (False, True):

@@ -18,18 +18,18 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from kizu.benchmark import save_results, seed_arg  # noqa: E402
+from _runner import save_results, seed_arg, train  # noqa: E402
 
 from kizu import InspectionModel, synth  # noqa: E402
-from kizu.metrics import image_metrics  # noqa: E402
+from kizu.evaluation.metrics import image_metrics  # noqa: E402
 
 CONFIGS = {
     # the seed's Keras code as written: its network, 50 epochs, threshold = 95th pct. of training errors,
     # trained on all images (no hold-out)
-    "seed (as written)": dict(detector="autoencoder", detector_options={"preset": "seed"}, threshold_rule="train-quantile",
+    "seed (as written)": dict(detector="autoencoder", options={"preset": "seed"}, threshold_rule="train-quantile",
                               calibration_fraction=0.0),
     # kizu's default autoencoder: conformal threshold on 20 % held-out good images
-    "kizu default AE": dict(detector="autoencoder", detector_options={"preset": "default"}, calibration="holdout"),
+    "kizu default AE": dict(detector="autoencoder", options={"preset": "default"}, calibration="holdout"),
 }
 
 
@@ -37,7 +37,7 @@ def run_one(name: str, cfg: dict, n: int, jitter: str, seed: int, extra_good: in
     d = synth.make_shapes(n, 500, 500, seed=seed, jitter=jitter)
     extra = synth.make_shapes(0, extra_good, 0, seed=10_000 + seed, jitter=jitter).test
     t0 = time.perf_counter()
-    model = InspectionModel.train(d.train, seed=seed, **cfg)
+    model = train(d.train, seed=seed, **cfg)
     fit_s = time.perf_counter() - t0
     v = model.inspect(d.test)
     scores = np.array([x.score for x in v])

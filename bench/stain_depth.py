@@ -24,10 +24,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from kizu.benchmark import save_results, seed_arg  # noqa: E402
+from _runner import save_results, seed_arg, train  # noqa: E402
 
 from kizu import InspectionModel  # noqa: E402
-from kizu.detectors import DEFAULT_DETECTOR, default_options  # noqa: E402
+from kizu.detectors import DEFAULT_DETECTOR  # noqa: E402
 from kizu.synth.fine import fine_example, make_fine  # noqa: E402
 
 DEPTH_BINS = (0.10, 0.13, 0.16, 0.20, 0.26)
@@ -37,9 +37,7 @@ RADIUS_BINS = (0.0, 6.0, 8.0, 20.0)
 def stain_rows(seed: int, template: bool = False) -> list[dict]:
     """One row per test stain: depth at its centre, mask radius (px), share of goods scoring below."""
     d = make_fine(100, 100, 25, size=64, seed=seed, mode="parts")
-    model = InspectionModel.train(d.train, detector=DEFAULT_DETECTOR,
-                                  detector_options=default_options(DEFAULT_DETECTOR), seed=seed,
-                                  template=None if template else False)
+    model = train(d.train, DEFAULT_DETECTOR, {}, seed=seed, template=None if template else False)
     types = np.asarray(d.test_types)
     scores = np.array([v.score for v in model.inspect(d.test)])
     good = scores[types == "good"]

@@ -20,12 +20,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from kizu.benchmark import save_results, seed_arg  # noqa: E402
+from _runner import save_results, seed_arg  # noqa: E402
 
 from kizu.synth import make_shapes  # noqa: E402
 from kizu.synth.fine import make_fine  # noqa: E402
 from kizu.synth.photo import PHOTOS, make_photo_textures  # noqa: E402
-from kizu.template import MIN_EXPLAINED, held_out_fit  # noqa: E402
+from kizu.calibration.strategies import cross_folds  # noqa: E402
+from kizu.scoring.template import MIN_EXPLAINED, held_out_fit  # noqa: E402
 
 TASKS = {
     "shapes-seed": lambda s: make_shapes(100, 1, 1, seed=s, jitter="seed").train,
@@ -50,7 +51,7 @@ def main(argv=None) -> int:
         values = []
         for seed in args.seeds:
             x = TASKS[task](seed)[:, None]
-            _, r2 = held_out_fit(x, folds=5, seed=seed)
+            _, r2 = held_out_fit(x, cross_folds(len(x), 5, seed))
             values.append(float(np.median(r2)))
             rows.append({"task": task, "seed": seed, "median_r2": values[-1], "on": values[-1] >= MIN_EXPLAINED})
         on = sum(v >= MIN_EXPLAINED for v in values)

@@ -22,12 +22,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from kizu.benchmark import save_results  # noqa: E402
+from _runner import save_results, train  # noqa: E402
 
 from kizu import InspectionModel, synth  # noqa: E402
 from kizu.calibration import Calibration  # noqa: E402
-from kizu.detectors import DEFAULT_DETECTOR, default_options  # noqa: E402
-from kizu.guarantees import conditional_threshold  # noqa: E402
+from kizu.detectors import DEFAULT_DETECTOR  # noqa: E402
+from kizu.calibration.guarantees import conditional_threshold  # noqa: E402
 
 #: the detectors issue's target band for the false-alarm rate: alpha ± 3 percentage points
 BAND = 0.03
@@ -37,14 +37,12 @@ def split_rates(seed: int, jitter: str, detector: str, options: dict, alpha: flo
     d = synth.make_shapes(100, 1000, 0, seed=seed, jitter=jitter)
     unseen = d.test
     out = {}
-    hold = InspectionModel.train(d.train, detector=detector, detector_options=dict(options), seed=seed, alpha=alpha,
-                                 calibration="holdout")
+    hold = train(d.train, detector, dict(options), seed=seed, alpha=alpha, calibration="holdout")
     s_hold = np.array([v.score for v in hold.inspect(unseen)])
     out["conformal, 20 % hold-out"] = float(np.mean(hold.calibration.is_defective(s_hold)))
     tq = Calibration.fit(hold.calibration.scores, alpha, "train-quantile", hold.calibration.train_scores)
     out["train-quantile (seed's rule)"] = float(np.mean(tq.is_defective(s_hold)))
-    cross = InspectionModel.train(d.train, detector=detector, detector_options=dict(options), seed=seed, alpha=alpha,
-                                  calibration="cross", folds=5)
+    cross = train(d.train, detector, dict(options), seed=seed, alpha=alpha, calibration="cross", folds=5)
     s_cross = np.array([v.score for v in cross.inspect(unseen)])
     out["conformal, cross (5 folds)"] = float(np.mean(cross.calibration.is_defective(s_cross)))
     t = conditional_threshold(np.asarray(cross.calibration.scores), alpha, delta)
@@ -61,7 +59,7 @@ def main(argv=None) -> int:
     ap.add_argument("--delta", type=float, default=0.1)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "threshold_guarantees.json")
     args = ap.parse_args(argv)
-    options = default_options(args.detector)
+    options = {}
     result = {"detector": args.detector, "options": options, "alpha": args.alpha, "delta": args.delta, "tasks": {}}
     for jitter in args.jitter:
         t0 = time.perf_counter()

@@ -6,9 +6,6 @@ from kizu.synth import make_shapes, write_mvtec
 
 torch.set_num_threads(1)
 
-#: tiny, fast autoencoder settings for tests
-FAST_AE = {"preset": "default", "min_steps": 30, "epochs": 2}
-
 
 @pytest.fixture(scope="session")
 def shapes_dir(tmp_path_factory):
@@ -31,6 +28,3 @@ def trained_model(shapes_dir, tmp_path_factory):
     assert res.exit_code == 0, res.output
     return out
 
-
-def rng_images(n, c=1, h=16, w=16, seed=0):
-    return np.random.default_rng(seed).random((n, c, h, w), dtype=np.float32)

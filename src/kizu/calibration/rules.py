@@ -79,10 +79,10 @@ def _unlabelled(cal: Calibration, request: RuleRequest, alpha: float) -> Calibra
 
 
 def _labelled(cal: Calibration, request: RuleRequest, alpha: float, scores, labels, source: str) -> Calibration:
-    if scores is None or labels is None:
+    if labels is None:
         raise KizuError(f"rule {request.rule!r} needs a labelled data folder (MVTec-AD test/ with defects)")
     labels = np.asarray(labels)
-    if labels.min() == labels.max():
+    if labels.min() == labels.max() or scores is None:
         raise KizuError(f"{source}: rule {request.rule!r} needs both good and defective test images")
     op, params = _operating_point(request, np.asarray(scores, dtype=np.float64), labels)
     params.update({"data": source, "tp": op.tp, "fp": op.fp, "fn": op.fn, "tn": op.tn})

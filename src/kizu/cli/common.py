@@ -1,4 +1,7 @@
-"""Shared CLI plumbing: one-line errors, the training progress bar, option parsing."""
+"""Shared CLI plumbing: one-line errors, training progress, option parsing, the confusion lines.
+
+Only light modules are imported here: ``kizu --help`` must not wait for PyTorch.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,6 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import KizuError
 
@@ -25,15 +27,23 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def warn(message: str) -> None:
+    console.print(f"[bold yellow]warning:[/] {escape(message)}", soft_wrap=True)
+
+
 def friendly_errors(fn):
-    """Turn KizuError / ValueError into one clear line and a non-zero exit (no traceback)."""
+    """Turn kizu's errors, bad values and file-system errors into one clear line and exit status 2
+    (no traceback)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (KizuError, ValueError, FileNotFoundError) as err:
+        except (KizuError, ValueError) as err:
             fail(str(err))
+        except OSError as err:  # a folder where a file is expected, a full disk, no permission, ...
+            where = err.filename if err.filename is not None else ""
+            fail(f"{where}: {err.strerror or err}" if where else str(err))
         except KeyboardInterrupt:
             fail("interrupted", 130)
 
@@ -75,31 +85,39 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
 
 @contextmanager
 def training_progress(quiet: bool):
-    """Yields a progress callback (epoch, total, {"loss", "val_loss"}) drawing a Rich bar on stderr."""
+    """Yields a callback for ``kizu.model.TrainingStep`` events drawing one Rich bar on stderr over
+    the whole training (every fold, the template, the final fit) with the time left."""
     if quiet or not sys.stderr:
         yield None
         return
-    cols = [TextColumn("[bold]training"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-            TextColumn("{task.fields[losses]}"), TimeElapsedColumn()]
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    cols = [TextColumn("[bold]{task.fields[stage]:<16}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn()]
     prog = Progress(*cols, console=console, transient=False)
     task = None
 
-    def update(step: int, total: int, info: dict) -> None:
+    def update(step) -> None:
         nonlocal task
-        if task is None:  # drawn from the first step on: an input error before it leaves no bar behind
+        if task is None:  # drawn from the first event on: an input error before it leaves no bar behind
             prog.start()
-            task = prog.add_task("fit", total=None, losses="")
-        loss, val = info.get("loss"), info.get("val_loss")
-        losses = f"loss {loss:.5f}" if loss is not None else ""
-        if val is not None and val == val:
-            losses += f"  val {val:.5f}"
-        prog.update(task, completed=step, total=total, losses=losses)
+            task = prog.add_task("train", total=100, stage="", detail="")
+        prog.update(task, completed=100 * step.fraction, stage=step.stage, detail=_detail(step))
 
     try:
         yield update
     finally:
         if task is not None:
+            prog.update(task, completed=100, stage="done", detail="")
             prog.stop()
+
+
+def _detail(step) -> str:
+    parts = [f"fit {step.fit}/{step.fits}"]
+    loss = step.info.get("loss")
+    if loss is not None:
+        parts.append(f"loss {loss:.5f}")
+    return "  ".join(parts)
 
 
 def print_confusion(metrics: dict) -> None:

@@ -5,18 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import typer
 
-from ..drift import drift_test
-from ..errors import KizuError
-from ..images import expand_inputs
-from ..model import InspectionModel
-from . import app
 from .common import friendly_errors, out_console
 
 
-@app.command()
 @friendly_errors
 def drift(
     model_dir: Path = typer.Argument(..., metavar="MODEL"),
@@ -26,12 +19,17 @@ def drift(
     exit_code: bool = typer.Option(False, help="exit with status 3 when drift is detected"),
 ):
     """Test whether a batch of good images still matches the calibration set (p-value uniformity)."""
-    model = InspectionModel.load(model_dir)
+    from ..calibration.drift import drift_test
+    from ..errors import KizuError
+    from ..files import score_files
+    from ..io import expand_inputs, load_model
+
+    model = load_model(model_dir)
     n_cal = len(model.calibration.scores)
     if n_cal == 0:
         raise KizuError(f"{model_dir}: the model has no held-out calibration scores (trained with calibration fraction 0)")
     paths = [p for p, _ in expand_inputs(images)]
-    p = model.calibration.p_values(model.score_files(paths))
+    p = model.calibration.p_values(score_files(model, paths))
     res = drift_test(p, n_cal, alpha=model.calibration.alpha, level=level)
     if as_json:
         typer.echo(json.dumps(res.to_dict(), indent=2))

@@ -5,16 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import shutil
 from pathlib import Path
 
-import numpy as np
 import typer
 
-from .. import plots
-from ..errors import KizuError
-from ..images import atomic_write_bytes, atomic_write_text, expand_inputs, read_image
-from ..model import InspectionModel
-from . import app
 from .common import friendly_errors, out_console
 
 CSV_COLUMNS = ["path", "score", "p_value", "defective", "normalized_score", "regions"]
@@ -29,6 +25,8 @@ def _check_distinct_outputs(found: list[tuple[Path, Path]]) -> None:
     """Two different images whose maps and overlays would land on the same file (``a.png`` and
     ``a.jpg`` in one folder; ``x.png`` from two folders given as files or as INPUTs) → KizuError
     naming both, before anything is written (one would silently overwrite the other)."""
+    from ..errors import KizuError
+
     seen: dict[Path, Path] = {}
     for path, root in found:
         target = _mirrored(path, root, Path(), "")
@@ -38,7 +36,48 @@ def _check_distinct_outputs(found: list[tuple[Path, Path]]) -> None:
                             "rename one, or run kizu predict on them separately")
 
 
-@app.command()
+def check_output_paths(out: Path, folders: list[Path | None]) -> None:
+    """Refuse, before any work, a results file that is a folder and output folders that are files."""
+    from ..errors import KizuError
+
+    if out.is_dir():
+        raise KizuError(f"{out}: is a folder; --out names the results CSV file to write")
+    for folder in folders:
+        if folder is not None and folder.exists() and not folder.is_dir():
+            raise KizuError(f"{folder}: exists and is not a folder")
+
+
+class Staging:
+    """Maps and overlays are written beside their folder first and moved into it once every image
+    was read and inspected: a bad file leaves no partial output."""
+
+    def __init__(self, folder: Path | None):
+        self.folder = folder
+        self.tmp = None
+        if folder is not None:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            self.tmp = folder.parent / f".{folder.name}.kizu-{os.getpid()}"
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def path(self, relative: Path) -> Path:
+        target = self.tmp / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def commit(self) -> None:
+        if self.tmp is None or not self.tmp.exists():
+            return
+        for staged in sorted(p for p in self.tmp.rglob("*") if p.is_file()):
+            final = self.folder / staged.relative_to(self.tmp)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged, final)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def discard(self) -> None:
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
 @friendly_errors
 def predict(
     model_dir: Path = typer.Argument(..., metavar="MODEL", help="model folder written by `kizu train`"),
@@ -47,32 +86,61 @@ def predict(
     maps: Path = typer.Option(None, help="write one float32 .npy anomaly map per image (H, W) here"),
     overlays: Path = typer.Option(None, help="write one PNG overlay per image here (heat map + defect boxes)"),
     device: str = typer.Option(None, help="auto (a CUDA GPU when there is one) | cpu | cuda"),
-    batch_size: int = typer.Option(64, help="images inspected at once"),
+    batch_size: int = typer.Option(64, min=1, help="images inspected at once"),
 ):
-    """Inspect images. All inputs are read and checked before anything is written."""
-    model = InspectionModel.load(model_dir, device=device)
+    """Inspect images. Nothing is written unless every input is a readable image of a size the model takes."""
+    from ..io import atomic_write_text, expand_inputs, load_model
+
+    check_output_paths(out, [maps, overlays])
+    model = load_model(model_dir, device=device)
     found = expand_inputs(inputs)
     if maps is not None or overlays is not None:
         _check_distinct_outputs(found)
-    # every file is checked before any output exists; one at a time, so large sets fit in memory
-    for p, _ in found:
-        model.preprocessor.check(read_image(p), p)
+    staged = [Staging(maps), Staging(overlays)]
+    try:
+        text, n_bad = _inspect_all(model, found, staged[0], staged[1], batch_size)
+    except BaseException:
+        for s in staged:
+            s.discard()
+        raise
+    for s in staged:
+        s.commit()
+    atomic_write_text(out, text)
+    out_console.print(f"inspected {len(found)} images: {n_bad} defective, {len(found) - n_bad} good → {out}")
+
+
+def _inspect_all(model, found: list[tuple[Path, Path]], maps: Staging, overlays: Staging, batch_size: int
+                 ) -> tuple[str, int]:
+    """Each file read once and inspected; CSV text and the number flagged."""
+    import numpy as np
+
+    from ..files import iter_inspect_files
+
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     n_bad = 0
-    results = model.iter_inspect_files([p for p, _ in found], batch_size=batch_size)
-    for (path, root), (img, v) in zip(found, results):
+    results = iter_inspect_files(model, [p for p, _ in found], batch_size=batch_size)
+    for (path, root), (_, img, v) in zip(found, results):
         n_bad += v.defective
-        writer.writerow([str(path), f"{v.score:.9g}", f"{v.p_value:.6g}", int(v.defective),
-                         f"{v.normalized:.6f}", json.dumps(v.regions, separators=(",", ":"))])
-        if maps is not None:
-            b = io.BytesIO()
-            np.save(b, v.anomaly_map.astype(np.float32))
-            atomic_write_bytes(_mirrored(path, root, maps, ".npy"), b.getvalue())
-        if overlays is not None:
-            fig = plots.overlay_figure(img, v.anomaly_map, model.calibration.pixel_threshold, v.regions,
-                                       f"{path.name}: {'DEFECTIVE' if v.defective else 'good'} (p={v.p_value:.3g})")
-            atomic_write_bytes(_mirrored(path, root, overlays, ".png"), plots.figure_png(fig))
-    atomic_write_text(out, buf.getvalue())
-    out_console.print(f"inspected {len(found)} images: {n_bad} defective, {len(found) - n_bad} good → {out}")
+        writer.writerow(csv_row(path, v))
+        relative = path.relative_to(root)
+        if maps.folder is not None:
+            np.save(maps.path(relative.with_suffix(".npy")), v.anomaly_map.astype(np.float32))
+        if overlays.folder is not None:
+            _write_overlay(overlays.path(relative.with_suffix(".png")), img, v, model.calibration.pixel_threshold,
+                           f"{relative}: {'DEFECTIVE' if v.defective else 'good'} (p={v.p_value:.3g})")
+    return buf.getvalue(), n_bad
+
+
+def csv_row(path, v) -> list:
+    """One results.csv row for a verdict (the columns of ``CSV_COLUMNS``)."""
+    return [str(path), f"{v.score:.9g}", f"{v.p_value:.6g}", int(v.defective), f"{v.normalized:.6f}",
+            json.dumps(v.regions, separators=(",", ":"))]
+
+
+def _write_overlay(path: Path, image, verdict, pixel_threshold: float, title: str) -> None:
+    from ..evaluation import plots
+
+    fig = plots.overlay_figure(image, verdict.anomaly_map, pixel_threshold, verdict.regions, title)
+    path.write_bytes(plots.figure_png(fig))

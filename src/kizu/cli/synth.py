@@ -8,8 +8,6 @@ from pathlib import Path
 
 import typer
 
-from ..synth import make_shapes, write_mvtec
-from . import app
 from .common import friendly_errors, out_console
 
 
@@ -18,7 +16,6 @@ class Kind(str, Enum):
     fine = "fine"
 
 
-@app.command()
 @friendly_errors
 def synth(
     kind: Kind = typer.Argument(..., help="shapes: the seed's ellipses vs rectangles; fine: small defects with masks"),
@@ -33,11 +30,12 @@ def synth(
     texture: str = typer.Option("mixed", help="fine texture mode: 'regular', 'stochastic' or 'mixed'"),
 ):
     """Write a synthetic data set: OUT/train/good, OUT/test/<type>, OUT/ground_truth/<type>."""
+    from ..synth import make_shapes, write_mvtec
+    from ..synth.fine import defect_types, make_fine
+
     if kind is Kind.shapes:
         ds = make_shapes(n_train, n_test_normal, n_test_anomaly, size=size or 16, seed=seed, jitter=jitter)
     else:
-        from ..synth.fine import defect_types, make_fine
-
         per_type = math.ceil(n_test_anomaly / len(defect_types(mode))) if n_test_anomaly else 0
         ds = make_fine(n_train, n_test_normal, per_type, size=size or 64, seed=seed, mode=mode, texture=texture)
     write_mvtec(ds, out)

@@ -6,28 +6,37 @@ from pathlib import Path
 
 import typer
 
-from ..thresholds import RULES, apply_rule
-from ..model import InspectionModel
-from . import app
 from .common import friendly_errors, out_console
 
+RULES = ("conformal", "conditional", "train-quantile", "f1", "youden", "cost", "recall")
 
-@app.command()
+
 @friendly_errors
 def threshold(
     model_dir: Path = typer.Argument(..., metavar="MODEL", help="model folder to update"),
     data: Path = typer.Argument(None, help="labelled MVTec-AD folder (needed by f1, youden, cost, recall)"),
     rule: str = typer.Option(..., help=f"one of: {', '.join(RULES)}"),
-    alpha: float = typer.Option(None, help="conformal/conditional: target false-alarm rate"),
+    alpha: float = typer.Option(None, help="conformal/conditional: target false-alarm rate (default: the model's)"),
     delta: float = typer.Option(0.1, help="conditional: allowed probability that the false-alarm rate exceeds alpha"),
     cost_miss: float = typer.Option(None, help="cost: cost of one missed defect"),
     cost_false_alarm: float = typer.Option(None, help="cost: cost of one false alarm"),
     recall: float = typer.Option(None, help="recall: required share of defects caught"),
 ):
     """Set the threshold by a stated rule; the rule is recorded in model.json."""
-    model = InspectionModel.load(model_dir)
-    old = model.calibration.threshold
-    desc = apply_rule(model, rule, data=data, alpha=alpha, delta=delta, cost_miss=cost_miss,
-                      cost_false_alarm=cost_false_alarm, recall=recall)
-    model.save(model_dir)
-    out_console.print(f"threshold {old:.6g} → {model.calibration.threshold:.6g} ({desc})")
+    from ..calibration.rules import RuleRequest, describe, recalibrate
+    from ..files import score_files
+    from ..io import load_model, save_model, test_set
+
+    request = RuleRequest(rule, alpha, delta, cost_miss, cost_false_alarm, recall)
+    model = load_model(model_dir)
+    scores = labels = None
+    if request.needs_labels and data is not None:
+        ts = test_set(data)
+        labels = ts.labels
+        if labels.min() != labels.max():
+            scores = score_files(model, ts.paths)
+    old = model.calibration
+    new = recalibrate(old, request, scores=scores, labels=labels, source=str(data),
+                      pixel_follows_score=model.score_rule.reducer == "max")
+    save_model(model.with_calibration(new), model_dir)
+    out_console.print(f"threshold {old.threshold:.6g} → {new.threshold:.6g} ({describe(request, new)})")

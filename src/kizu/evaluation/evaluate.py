@@ -9,11 +9,16 @@ from pathlib import Path
 
 import numpy as np
 
+from ..calibration.operating_points import f1_optimal, far_miss_curve, threshold_table
+from ..files import inspect_files
+from ..io.atomic import atomic_write_bytes, atomic_write_text
+from ..io.images import ImageFiles
+from ..io.layouts import LabelledSet, read_mask
+from ..model.inspection import InspectionModel
+from ..model.prediction import Verdict
 from . import plots
-from .images import ImageFiles, LabelledSet, atomic_write_bytes, atomic_write_text, read_mask
 from .metrics import aupro, image_metrics, per_type_table, pixel_auroc, roc_points
-from .model import InspectionModel, Verdict
-from .operating_points import f1_optimal, far_miss_curve, threshold_table
+from .report import render_report
 
 
 #: test images read and inspected at once
@@ -38,7 +43,7 @@ def evaluate(model: InspectionModel, test: LabelledSet) -> Evaluation:
     that have a mask; ``pixel_metrics_left_out`` lists defective images without one).
     """
     # batch by batch: a large test set of big images is never all in memory (only its maps)
-    verdicts = model.inspect_files(test.paths, batch_size=EVAL_BATCH)
+    verdicts = inspect_files(model, test.paths, batch_size=EVAL_BATCH)
     scores = np.array([v.score for v in verdicts])
     predicted = np.array([v.defective for v in verdicts])
     m = image_metrics(test.labels, scores, predicted)
@@ -81,7 +86,7 @@ def make_figures(model: InspectionModel, ev: Evaluation, images) -> dict[str, by
     recon = model.detector.reconstruct(originals)
     titles = [f"{ev.types[i]} · score {scores[i]:.3g}" for i in show]
     # the seed's figure: squared error of the reconstruction (whatever map the detector scores with)
-    err = ((originals - recon) ** 2).mean(axis=1) if recon is not None else model._detector_maps(originals)
+    err = ((originals - recon) ** 2).mean(axis=1) if recon is not None else model.score(originals).maps
     figs["reconstruction"] = plots.reconstruction_grid(
         list(originals), None if recon is None else list(recon), list(err), titles,
         vmax=float(np.percentile(err, 99.9)) or None, map_label="Squared error" if recon is not None else None)
@@ -119,8 +124,6 @@ def candidate_table(model: InspectionModel, ev: Evaluation) -> list[dict]:
 
 def write_outputs(model: InspectionModel, ev: Evaluation, out: str | Path, *, title: str = "kizu inspection report") -> Path:
     """Write ``out/metrics.json``, ``out/figures/*.png`` and ``out/report.html``."""
-    from .report import render_report
-
     out = Path(out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     for name, png in ev.figures.items():

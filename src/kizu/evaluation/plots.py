@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import LinearSegmentedColormap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from .images import atomic_write_bytes  # noqa: E402
+from ..io.atomic import atomic_write_bytes  # noqa: E402
 
 GOOD_COLOUR, BAD_COLOUR, THRESHOLD_COLOUR = "#2b7bba", "#d7301f", "#222222"
 

@@ -8,11 +8,10 @@ import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from .. import defaults
 from ..calibration.conformal import THRESHOLD_RULES
-from ..detectors import DEFAULT_DETECTOR
 from ..errors import KizuError
 from ..scoring.rule import REDUCERS
-from .preprocess import MAX_SIDE
 
 CALIBRATIONS = ("auto", "holdout", "cross")
 
@@ -25,25 +24,26 @@ class TrainConfig:
     ``seed`` (the same seed gives the same model and scores); ``alpha`` (target false-alarm rate)
     under ``threshold_rule`` (``conformal``, ``conditional`` with ``delta``, ``train-quantile``);
     ``calibration`` (``auto``, ``holdout`` with ``calibration_fraction``, ``cross`` with ``folds``);
-    ``score``/``sigma``/``topk`` (the image-score rule; None: the detector's); ``resize`` (H, W) for
+    ``score``/``sigma``/``topk`` (the image-score rule; None: the detector's reduction and
+    ``defaults.SIGMA``); ``resize`` (H, W) for
     every image, ``max_side`` (larger images are inspected scaled down; 0/None: never), ``tile`` and
     ``tile_stride`` (px); ``reference`` and ``template`` (score terms; None: automatic).
     """
 
-    detector: str = DEFAULT_DETECTOR
+    detector: str = defaults.DETECTOR
     options: dict[str, Any] = field(default_factory=dict)
-    seed: int = 0
-    alpha: float = 0.05
-    threshold_rule: str = "conformal"
-    delta: float = 0.1
-    calibration: str = "auto"
-    calibration_fraction: float = 0.2
-    folds: int = 5
+    seed: int = defaults.SEED
+    alpha: float = defaults.ALPHA
+    threshold_rule: str = defaults.THRESHOLD_RULE
+    delta: float = defaults.DELTA
+    calibration: str = defaults.CALIBRATION
+    calibration_fraction: float = defaults.CALIBRATION_FRACTION
+    folds: int = defaults.FOLDS
     score: str | None = None
     sigma: float | None = None
-    topk: float = 0.01
+    topk: float = defaults.TOPK
     resize: tuple[int, int] | None = None
-    max_side: int | None = MAX_SIDE
+    max_side: int | None = defaults.MAX_SIDE
     tile: int | None = None
     tile_stride: int | None = None
     reference: bool | None = None

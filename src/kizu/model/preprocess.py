@@ -7,14 +7,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from .. import defaults
 from ..errors import InputError
 from ..ops.resize import resize_image
 from ..ops.tiling import extract_tiles
 
-#: images longer than this on their longer side are inspected at this size (aspect kept), unless
-#: the model tiles them or was given a size: the default detector's network sees 224 px anyway, and
-#: full-resolution copies and maps of a few hundred 1024 px colour images took 16 GB of memory
-MAX_SIDE = 512
+MAX_SIDE = defaults.MAX_SIDE
 
 
 def to_channels(image: np.ndarray, channels: int) -> np.ndarray:

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import defaults
 from ..calibration.conformal import Calibration, conformal_threshold
 from ..calibration.strategies import CalibrationPlan, choose_strategy
 from ..detectors import create
@@ -135,10 +136,10 @@ def _preprocess(images, paths: list | None, config: TrainConfig) -> tuple[Prepro
 
 
 def _rule_term(detector: Detector, pre: Preprocessor, config: TrainConfig) -> RuleTerm:
-    """The score rule before its scales are fitted: the detector's default reduction, Gaussian
-    smoothing of 1 px, unless the config says otherwise."""
-    rule = ScoreRule(config.score or detector.default_reducer, 1.0 if config.sigma is None else config.sigma,
-                     config.topk)
+    """The score rule before its scales are fitted: the detector's default reduction and
+    ``defaults.SIGMA`` px of smoothing, unless the config says otherwise."""
+    sigma = defaults.SIGMA if config.sigma is None else config.sigma
+    rule = ScoreRule(config.score or detector.default_reducer, sigma, config.topk)
     return RuleTerm(rule, own_score=detector.has_own_image_score and pre.tile is None)
 
 
