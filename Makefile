@@ -17,12 +17,15 @@ demo: venv
 	$(VENV)/bin/kizu demo --out demo-out
 
 test: venv
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -n 2 -q
 
 bench: venv
 	$(PIP) install --quiet -e ".[dev,bench]"
 	$(PY) bench/seed_parity.py
 	$(PY) bench/detectors.py
+	$(PY) bench/make_docs.py
 
 clean:
 	rm -rf demo-out .pytest_cache build

@@ -14,9 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from _runner import save_results, seed_arg, size_arg  # noqa: E402
-
-from _runner import KIZU_DETECTORS, default_tasks, run_benchmark  # noqa: E402
+from _runner import KIZU_DETECTORS, default_tasks, run_benchmark, save_results, seed_arg, size_arg  # noqa: E402  # noqa: E402
 
 
 def main(argv=None) -> int:

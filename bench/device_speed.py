@@ -27,7 +27,6 @@ from sklearn.metrics import roc_auc_score
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from _runner import save_results, time_inspect, train  # noqa: E402
-
 from kizu import InspectionModel  # noqa: E402
 from kizu.detectors import DEFAULT_DETECTOR  # noqa: E402
 from kizu.synth import make_shapes  # noqa: E402

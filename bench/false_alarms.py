@@ -25,8 +25,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from _runner import save_results, seed_arg, train  # noqa: E402
-
-from kizu import InspectionModel  # noqa: E402
 from kizu.cli.common import parse_options  # noqa: E402
 from kizu.detectors import DEFAULT_DETECTOR  # noqa: E402
 from kizu.synth.fine import make_fine  # noqa: E402

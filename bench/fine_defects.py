@@ -21,10 +21,9 @@ from sklearn.metrics import roc_auc_score
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from _runner import save_results, seed_arg, train  # noqa: E402
-
-from kizu.evaluation import plots  # noqa: E402
 from kizu.cli.common import parse_options  # noqa: E402
 from kizu.detectors import DEFAULT_DETECTOR  # noqa: E402
+from kizu.evaluation import plots  # noqa: E402
 from kizu.evaluation.metrics import aupro, pixel_auroc  # noqa: E402
 from kizu.synth.fine import make_fine  # noqa: E402
 from kizu.synth.photo import PHOTOS, make_photo_textures  # noqa: E402

@@ -20,8 +20,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from _runner import save_results, time_inspect, train  # noqa: E402
-
-from kizu import InspectionModel  # noqa: E402
 from kizu.cli.common import parse_options  # noqa: E402
 from kizu.synth.fine import make_fine  # noqa: E402
 

@@ -41,11 +41,9 @@ from sklearn.metrics import roc_auc_score
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from _runner import save_results, seed_arg, train  # noqa: E402
-
-from kizu import InspectionModel  # noqa: E402
 from kizu.detectors import DEFAULT_DETECTOR  # noqa: E402
-from kizu.synth import make_shapes  # noqa: E402
 from kizu.scoring.template import register_images as register  # noqa: E402
+from kizu.synth import make_shapes  # noqa: E402
 from kizu.synth.fine import make_fine  # noqa: E402
 
 #: the data sets the probe runs on (100 good training images each)

@@ -19,8 +19,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from _runner import save_results, seed_arg, train  # noqa: E402
-
-from kizu import InspectionModel, synth  # noqa: E402
+from kizu import synth  # noqa: E402
 from kizu.evaluation.metrics import image_metrics  # noqa: E402
 
 CONFIGS = {

@@ -21,12 +21,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from _runner import save_results, seed_arg  # noqa: E402
-
+from kizu.calibration.strategies import cross_folds  # noqa: E402
+from kizu.scoring.template import MIN_EXPLAINED, held_out_fit  # noqa: E402
 from kizu.synth import make_shapes  # noqa: E402
 from kizu.synth.fine import make_fine  # noqa: E402
 from kizu.synth.photo import PHOTOS, make_photo_textures  # noqa: E402
-from kizu.calibration.strategies import cross_folds  # noqa: E402
-from kizu.scoring.template import MIN_EXPLAINED, held_out_fit  # noqa: E402
 
 TASKS = {
     "shapes-seed": lambda s: make_shapes(100, 1, 1, seed=s, jitter="seed").train,

@@ -23,11 +23,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from _runner import save_results, train  # noqa: E402
-
-from kizu import InspectionModel, synth  # noqa: E402
+from kizu import synth  # noqa: E402
 from kizu.calibration import Calibration  # noqa: E402
-from kizu.detectors import DEFAULT_DETECTOR  # noqa: E402
 from kizu.calibration.guarantees import conditional_threshold  # noqa: E402
+from kizu.detectors import DEFAULT_DETECTOR  # noqa: E402
 
 #: the detectors issue's target band for the false-alarm rate: alpha ± 3 percentage points
 BAND = 0.03

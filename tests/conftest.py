@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 import torch
 
@@ -23,7 +22,7 @@ def trained_model(shapes_dir, tmp_path_factory):
     from kizu.cli import app
 
     out = tmp_path_factory.mktemp("models") / "m"
-    res = CliRunner().invoke(app, ["train", str(shapes_dir), "--out", str(out), "--quiet", "--seed", "1", "--detector", "autoencoder", "--calibration", "holdout",
+    res = CliRunner().invoke(app, ["train", str(shapes_dir), "--out", str(out), "--quiet", "--seed", "1", "--detector", "autoencoder", "--calibration", "holdout", "--alpha", "0.1",
                                    "-O", "min_steps=30", "-O", "epochs=2"])
     assert res.exit_code == 0, res.output
     return out

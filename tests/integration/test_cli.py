@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from kizu.cli import app
 from kizu import load_model, save_model
+from kizu.cli import app
 from tests.helpers import PIXELS
 
 runner = CliRunner()
@@ -53,7 +53,6 @@ def test_evaluate_metrics_keys_and_report(trained_model, shapes_dir, tmp_path):
 def test_predict_in_a_fresh_process_matches_evaluate(trained_model, shapes_dir, tmp_path):
     from kizu.evaluation import evaluate
     from kizu.io.layouts import test_set
-    from kizu import TrainConfig, fit_model
 
     ev = evaluate(load_model(trained_model), test_set(shapes_dir))
     expected = {v.path: v.score for v in ev.verdicts}
@@ -154,9 +153,9 @@ def test_unknown_detector_option(tmp_path, shapes_dir):
 
 def test_evaluate_leaves_out_defective_images_without_a_mask(tmp_path):
     """A defective image whose mask is missing has unknown pixels: they are not counted as good ones."""
+    from kizu import TrainConfig, fit_model
     from kizu.evaluation import evaluate
     from kizu.io.layouts import test_set
-    from kizu import TrainConfig, fit_model
     from kizu.synth import make_fine, write_mvtec
 
     data = make_fine(20, 6, 6, size=32, seed=0)

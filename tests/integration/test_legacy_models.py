@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kizu import TrainConfig, fit_model, load_model, save_model
+from kizu import load_model
 from kizu.files import inspect_files
 
 ROOT = Path(__file__).parent / "data" / "legacy_models"

@@ -27,7 +27,8 @@ def drift(
     model = load_model(model_dir)
     n_cal = len(model.calibration.scores)
     if n_cal == 0:
-        raise KizuError(f"{model_dir}: the model has no held-out calibration scores (trained with calibration fraction 0)")
+        raise KizuError(f"{model_dir}: the model has no held-out calibration scores "
+                        "(trained with calibration fraction 0)")
     paths = [p for p, _ in expand_inputs(images)]
     p = model.calibration.p_values(score_files(model, paths))
     res = drift_test(p, n_cal, alpha=model.calibration.alpha, level=level)

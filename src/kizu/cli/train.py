@@ -77,7 +77,8 @@ def train(
     score: str = typer.Option(None, help="image score from the map: mean | max | topk | max+mean"),
     sigma: float = typer.Option(None, help=f"Gaussian smoothing of maps in px (default {defaults.SIGMA:g})"),
     resize: str = typer.Option(None, help="resize every image to PX or WxH (accepts any input size)"),
-    max_side: int = typer.Option(defaults.MAX_SIDE, help="inspect larger images scaled down to this many px (0 = never)"),
+    max_side: int = typer.Option(defaults.MAX_SIDE, help="inspect larger images scaled down to this many px "
+                                 "(0 = never)"),
     tile: int = typer.Option(None, help="inspect large images as overlapping TILE-px tiles"),
     tile_stride: int = typer.Option(None, help="tile stride in px (default 3/4 of --tile)"),
     reference: bool = typer.Option(None, "--reference/--no-reference",
@@ -116,8 +117,9 @@ def report_training(model, out: Path) -> None:
                       f"calibration, threshold {c.threshold:.6g} ({c.rule}, alpha={c.alpha:g})")
     out_console.print(c.statement())
     if model.reference is not None and model.reference.weight > 0:
-        out_console.print(f"note: the good images are not all alike (similar images predict {model.reference.weight:.0%} "
-                          f"of the spread of their scores): each score is taken relative to the most similar good images")
+        out_console.print(f"note: the good images are not all alike (similar images predict "
+                          f"{model.reference.weight:.0%} of the spread of their scores): each score is taken "
+                          "relative to the most similar good images")
     if model.template is not None:
         out_console.print(f"note: the good images are one part in a fixture (a registered mean image explains "
                           f"{model.template.explained:.1%} of their pixel variance): maps and image scores add a "
@@ -130,7 +132,8 @@ def detectors():
     """List the detectors and explain each option (with the value `kizu train` uses)."""
     from rich.table import Table
 
-    from ..detectors import DEFAULT_DETECTOR as default, available, detector_class
+    from ..detectors import DEFAULT_DETECTOR as default
+    from ..detectors import available, detector_class
 
     for name in available():
         cls = detector_class(name)

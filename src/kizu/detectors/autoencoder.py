@@ -8,7 +8,8 @@ batch 32, the last 10 % of the images for validation (Keras' ``validation_split`
 Preset ``default`` keeps that shape but adds a 16-unit dense bottleneck (so the network cannot learn
 the identity), trains for at least 2000 optimiser *steps* (the seed makes only ~150 with 100 images),
 augments (small shifts, rotations, brightness) and uses an SSIM loss and (1 − SSIM)/2 error map,
-which measured best on the seed task with 100 images (bench/seed_parity.py). Preset ``deep`` is for 64–256 px images: more levels, a narrow bottleneck, L1+SSIM loss.
+which measured best on the seed task with 100 images (bench/seed_parity.py). Preset ``deep`` is for
+64–256 px images: more levels, a narrow bottleneck, L1+SSIM loss.
 """
 
 from __future__ import annotations
@@ -23,10 +24,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ._components.losses import LOSSES, error_map, training_loss
-from ._components.torch_utils import (batched, deterministic_kernels, device_batch, load_numpy_state, resolve_device,
-                           seeded_generator, state_to_numpy)
+from ._components.torch_utils import (
+    batched,
+    deterministic_kernels,
+    device_batch,
+    load_numpy_state,
+    resolve_device,
+    seeded_generator,
+    state_to_numpy,
+)
 from .base import Detector, Options, ProgressFn, option
 from .registry import register
+
 
 @dataclass(frozen=True)
 class AutoencoderOptions(Options):

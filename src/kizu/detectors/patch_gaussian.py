@@ -28,7 +28,6 @@ from .base import Options, ProgressFn, as_image_batch, option
 from .patch_base import GridMapDetector
 from .registry import register
 
-
 #: default pyramid levels for the "pixels" backbone: one level of large (``patch`` = 9) patches. A
 #: Gaussian per position needs a large neighbourhood to see shape (on intended-jitter shapes 16 px:
 #: image AUROC 0.66 with 3×3 patches at levels 0-2, 0.92 with 9×9 at level 0; see the report).

@@ -115,7 +115,8 @@ class PatchKNNOptions(Options):
     edge_cells: int = option(3, "border cells per side whose distances are corrected for the border (0 = off)")
     whiten: bool = option(False, "scale every principal component to unit variance")
     brightness: float = option(2.0, "weight of the relative-brightness channels (0 = none)")
-    brightness_surround: int = option(15, "brightness relative to this window around a cell, in cells (odd; 0 = the image)")
+    brightness_surround: int = option(15, "brightness relative to this window around a cell, in cells "
+                                          "(odd; 0 = the image)")
     matmul_dtype: str = option("float32", f"precision of the distance products: one of {', '.join(MATMUL_DTYPES)}")
 
     def __post_init__(self):

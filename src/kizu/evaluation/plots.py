@@ -201,7 +201,8 @@ def overlay_figure(image: np.ndarray, anomaly_map: np.ndarray, pixel_threshold: 
     """Image with a heat map on a scale fixed by calibration (0 → clear, threshold → orange,
     2 × threshold → red) and defect regions boxed — never stretched per image."""
     h, w = anomaly_map.shape
-    scale = 2 * pixel_threshold if np.isfinite(pixel_threshold) and pixel_threshold > 0 else float(anomaly_map.max() or 1)
+    finite = np.isfinite(pixel_threshold) and pixel_threshold > 0
+    scale = 2 * pixel_threshold if finite else float(anomaly_map.max() or 1)
     fig, ax = plt.subplots(figsize=(4.2 * w / max(h, w) + 1.2, 4.2 * h / max(h, w)))
     _show(ax, image, title, vmin=0, vmax=1)
     im = ax.imshow(np.clip(anomaly_map / scale, 0, 1), cmap=_OVERLAY_CMAP, vmin=0, vmax=1, interpolation="bilinear")

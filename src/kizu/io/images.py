@@ -59,6 +59,20 @@ def _decode(fp, source, max_pixels: int) -> np.ndarray:
     return arr
 
 
+def image_size(path: str | Path) -> tuple[int, int]:
+    """``(width, height)`` of an image file from its header, without decoding it."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "no such file")
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (UnidentifiedImageError, Image.DecompressionBombError):
+        raise InputError(path, "not an image file (Pillow cannot identify it)") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise InputError(path, f"unreadable image ({err})") from None
+
+
 class _OutOfRange(Exception):
     """Pixel values that no fixed scale maps into [0, 1] (turned into an InputError naming the file)."""
 

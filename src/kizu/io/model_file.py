@@ -12,8 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +30,7 @@ from ..scoring.reference import ReferenceTerm
 from ..scoring.rule import RuleTerm
 from ..scoring.template import TemplateTerm
 from ..scoring.terms import ScoreTerm
-from .atomic import default_mode
+from .atomic import atomic_directory, default_mode
 
 FORMAT_VERSION = 3
 READ_VERSIONS = (1, 2, 3)
@@ -90,31 +88,6 @@ def check_model_destination(path: str | Path) -> None:
         raise KizuError(f"{path}: cannot write here ({existing} is not a writable folder)")
 
 
-class atomic_directory:
-    """``with atomic_directory(path) as tmp:`` fill ``tmp``; on success it replaces ``path``."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __enter__(self) -> Path:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}."))
-        self.tmp.chmod(default_mode(directory=True))
-        return self.tmp
-
-    def __exit__(self, kind, value, traceback) -> None:
-        if kind is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        old = None
-        if self.path.exists():
-            old = self.path.with_name(f".{self.path.name}.old-{os.getpid()}")
-            self.path.rename(old)
-        self.tmp.rename(self.path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-
-
 def model_id(path: str | Path) -> str:
     """A short hash of a model folder's two files: changes whenever the model does."""
     h = hashlib.sha256()
@@ -152,7 +125,7 @@ def load_model(path: str | Path, *, device: str | None = None) -> InspectionMode
     except KizuError as err:
         raise ModelFileError(meta_file, str(err)) from None
     except (KeyError, TypeError, ValueError) as err:
-        raise ModelFileError(meta_file, f"incomplete or invalid model description ({type(err).__name__}: {err})") from None
+        raise ModelFileError(meta_file, _invalid(err)) from None
     arrays = {k: state.pop(k) for k in list(state) if k.split(".", 1)[0] in kinds}
     try:
         det.load_state_dict(state)
@@ -178,8 +151,9 @@ def read_model_json(path: Path) -> dict[str, Any]:
     if not isinstance(meta, dict) or meta.get("format") != "kizu-model":
         raise ModelFileError(meta_file, "not a kizu model description")
     if meta.get("format_version") not in READ_VERSIONS:
+        versions = ", ".join(map(str, READ_VERSIONS))
         raise ModelFileError(meta_file, f"model format version {meta.get('format_version')} is not supported "
-                                        f"by kizu {__version__} (it reads versions {', '.join(map(str, READ_VERSIONS))})")
+                                        f"by kizu {__version__} (it reads versions {versions})")
     return meta
 
 
@@ -200,9 +174,13 @@ def migrate(meta: dict[str, Any], meta_file: Path) -> dict[str, Any]:
     except KizuError as err:
         raise ModelFileError(meta_file, str(err)) from None
     except (KeyError, TypeError, AttributeError) as err:
-        raise ModelFileError(meta_file, f"incomplete or invalid model description ({type(err).__name__}: {err})") from None
+        raise ModelFileError(meta_file, _invalid(err)) from None
     return {**meta, "format_version": FORMAT_VERSION, "detector": {"name": name, "config": config},
             "score_terms": terms, "config": None}
+
+
+def _invalid(err: Exception) -> str:
+    return f"incomplete or invalid model description ({type(err).__name__}: {err})"
 
 
 def _read_term(data: dict, arrays: dict[str, np.ndarray], pre: Preprocessor, meta_file: Path,
@@ -220,7 +198,7 @@ def _read_term(data: dict, arrays: dict[str, np.ndarray], pre: Preprocessor, met
     try:
         TemplateTerm.check_json(data)
     except (KeyError, TypeError, ValueError) as err:
-        raise ModelFileError(meta_file, f"incomplete or invalid model description ({type(err).__name__}: {err})") from None
+        raise ModelFileError(meta_file, _invalid(err)) from None
     try:
         term = TemplateTerm.from_json(data, {k.split(".", 1)[1]: v for k, v in arrays.items()
                                              if k.startswith("template.")})

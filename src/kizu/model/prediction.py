@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..ops.resize import resize_maps
-from ..scoring.regions import find_regions
+from ..scoring.regions import find_regions, peak_region
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,8 @@ class Verdict:
 
 def verdicts(prediction: Prediction, paths: list | None = None) -> list[Verdict]:
     """One ``Verdict`` per image: its map resized to the image's own size and, for a flagged image,
-    the regions above the pixel threshold (or, flagged by a whole-image score, where the map peaks)."""
+    the regions above the pixel threshold (or, flagged by a whole-image score, the region around
+    the map's peak)."""
     paths = list(paths) if paths is not None else [None] * len(prediction)
     out = []
     for i, shape in enumerate(prediction.input_shapes):
@@ -64,7 +65,5 @@ def verdicts(prediction: Prediction, paths: list | None = None) -> list[Verdict]
 
 
 def _regions(anomaly_map: np.ndarray, pixel_threshold: float) -> list[dict]:
-    regions = find_regions(anomaly_map, pixel_threshold)
-    if not regions:  # flagged by a whole-image score: show where the map peaks
-        regions = find_regions(anomaly_map, 0.5 * float(anomaly_map.max()), max_regions=3)
-    return regions
+    # flagged by a whole-image score with no pixel above the threshold: show where the map peaks
+    return find_regions(anomaly_map, pixel_threshold) or peak_region(anomaly_map)

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
 from .. import defaults
 from ..errors import InputError
 from ..ops.resize import resize_image
@@ -71,7 +72,8 @@ class Preprocessor:
             tile = int(tile)
             stride = int(tile_stride) if tile_stride else max(1, (3 * tile) // 4)
             if tile < 8 or not 0 < stride <= tile:
-                raise InputError(None, f"tile must be >= 8 px and 0 < stride <= tile (got tile={tile}, stride={stride})")
+                raise InputError(None, f"tile must be >= 8 px and 0 < stride <= tile "
+                                       f"(got tile={tile}, stride={stride})")
             tiling = {"tile": tile, "tile_stride": stride}
         if resize_to is not None:
             pre = cls(channels, (int(resize_to[0]), int(resize_to[1])), True, **tiling)

@@ -27,6 +27,7 @@ import numpy as np
 
 from .. import defaults
 from ..calibration.conformal import Calibration, conformal_threshold
+from ..calibration.guarantees import min_calibration_size
 from ..calibration.strategies import CalibrationPlan, choose_strategy
 from ..detectors import create
 from ..detectors.base import Detector
@@ -86,6 +87,7 @@ def fit_model(images: Sequence[np.ndarray] | np.ndarray, config: TrainConfig | N
     detector = create(config.detector, device=device, **config.options)
     plan = choose_strategy(config.calibration, len(x), fraction=config.calibration_fraction, folds=config.folds,
                            threshold_rule=config.threshold_rule).plan(len(x), config.seed)
+    check_enough_images(len(x), len(plan.held_out), config)
     rule = _rule_term(detector, pre, config)
     report = _Reporter(progress, len(plan.side_fits) + 1)
     template = _held_out_template(x, plan, pre, rule, config, report)
@@ -102,6 +104,28 @@ def fit_model(images: Sequence[np.ndarray] | np.ndarray, config: TrainConfig | N
     model.calibration = _calibrate(model, held, x_fit, train_maps, config)
     model.summary = _summary(model, plan, config, len(x), fit_seconds, template, detector)
     return model
+
+
+def check_enough_images(n: int, n_calibration: int, config: TrainConfig) -> None:
+    """Refuse, before any fitting, a training set whose calibration images are too few for the
+    threshold rule to ever flag anything at ``config.alpha`` (conformal p-values are at least
+    1/(n_cal + 1)); say how many good images would do, and which alpha these would allow."""
+    rule = config.threshold_rule
+    if rule == "train-quantile":
+        return
+    delta = config.delta if rule == "conditional" else None
+    need = min_calibration_size(config.alpha, delta)
+    if n_calibration >= need:
+        return
+    share = n_calibration / n if n else 1.0
+    images = math.ceil(need / share) if share > 0 else need
+    if rule == "conformal" and n_calibration:
+        other = f"--alpha {math.ceil(1000 / (n_calibration + 1)) / 1000:g} (or larger) with these"
+    else:
+        other = "a larger --alpha or --delta"
+    raise KizuError(
+        f"{n} good images give {n_calibration} calibration scores, too few for the {rule} rule to flag anything at "
+        f"alpha={config.alpha:g} (it needs {need}): use at least {images} good images, or {other}")
 
 
 class _Reporter:
@@ -169,7 +193,8 @@ def _side_fits(detector: Detector, pre: Preprocessor, rule: RuleTerm, x: np.ndar
         fold = type(detector).from_config(detector.config(), device=detector.device)
         fold.fit(pre.fit_view(x[split.fit]), seed=seed + 1000 * (k + 1), progress=fold_progress)
         fold_rule = _fit_rule(rule, fold, pre, x[split.fit])
-        held = fold_rule.apply(Scored(*TorchRuntime(fold, pre.tile, pre.tile_stride).maps(x[split.held])), x[split.held])
+        x_held = x[split.held]
+        held = fold_rule.apply(Scored(*TorchRuntime(fold, pre.tile, pre.tile_stride).maps(x_held)), x_held)
         scores[split.held], peaks[split.held], scales[split.held] = held.scores, map_peaks(held.display), held.map_scale
         peak_scaled = held.peak_scale is not None
         if display is not None:

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from ..ops.maps import smooth_maps
-from .terms import ScoreTerm, Scored
+from .terms import Scored, ScoreTerm
 
 REDUCERS = ("mean", "max", "topk", "max+mean")
 #: reducers whose scales are fitted on the training images

@@ -252,8 +252,9 @@ class MapTerm:
     ``d + scale · weight · rel_sd · (t − t_mean) / t_sd``. ``scale`` is the model's own scale of
     ``d`` (``InspectionModel._map_scale``: the ``max+mean`` rule's mean peak of good images where
     the image score is that rule's, else 1), so models fitted on more or fewer images (the final
-    model, the cross-calibration folds) add the template alike; ``rel_sd`` is the spread of ``d / scale`` and ``t_mean``, ``t_sd`` those of ``t``, over
-    held-out good images' pixels (``t_sd`` at least ``DEPARTURE_SD_FLOOR``). Template maps come at ``1 / factor`` resolution in each image's
+    model, the cross-calibration folds) add the template alike; ``rel_sd`` is the spread of
+    ``d / scale`` and ``t_mean``, ``t_sd`` those of ``t``, over held-out good images' pixels
+    (``t_sd`` at least ``DEPARTURE_SD_FLOOR``). Template maps come at ``1 / factor`` resolution in each image's
     frame (``GoldenTemplate.scores_and_maps``) and are upsampled (bilinear) over the pixels their
     blocks averaged, the edge repeated over any remainder (``template_to_display``)."""
 

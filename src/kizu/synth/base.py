@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
+from ..io.atomic import atomic_directory
+from ..io.images import write_image
 
 
 def check_counts(**counts) -> None:
@@ -17,8 +17,6 @@ def check_counts(**counts) -> None:
     for name, n in counts.items():
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise ValueError(f"{name} must be a non-negative integer, not {n!r}")
-from ..io.atomic import default_mode
-from ..io.images import write_image
 
 
 @dataclass
@@ -44,10 +42,7 @@ def write_mvtec(ds: SynthDataset, out: str | Path) -> Path:
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(out, "output folder exists and is not empty")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    tmp.chmod(default_mode(directory=True))
-    try:
+    with atomic_directory(out) as tmp:
         for i, img in enumerate(ds.train):
             write_image(tmp / "train" / "good" / f"{i:04d}.png", img)
         counters: dict[str, int] = {}
@@ -57,10 +52,4 @@ def write_mvtec(ds: SynthDataset, out: str | Path) -> Path:
             write_image(tmp / "test" / kind / f"{k:04d}.png", img)
             if ds.test_masks is not None and kind != "good":
                 write_image(tmp / "ground_truth" / kind / f"{k:04d}_mask.png", ds.test_masks[j])
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

@@ -71,7 +71,8 @@ def make_photo_textures(photo: str = "brick", n_train: int = 100, n_test_normal:
         r, c = divmod(int(next(order)), cols)
         return p[r * size:(r + 1) * size, c * size:(c + 1) * size].astype(np.float64)
 
-    train = np.stack([tile() for _ in range(n_train)]).astype(np.float32) if n_train else np.zeros((0, size, size), np.float32)
+    empty = np.zeros((0, size, size), np.float32)
+    train = np.stack([tile() for _ in range(n_train)]).astype(np.float32) if n_train else empty
     yy, xx = _grid(size)
     region = -np.minimum(np.minimum(yy, xx), np.minimum(size - 1 - yy, size - 1 - xx)) - 0.5
     ones = np.ones((size, size))

@@ -4,7 +4,6 @@ import torch.nn as nn
 
 from kizu.detectors import create
 from kizu.detectors.autoencoder import ConvAutoencoder
-
 from tests.helpers import rng_images
 
 

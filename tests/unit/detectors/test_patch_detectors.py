@@ -12,13 +12,13 @@ from safetensors.numpy import save as st_save
 from sklearn.metrics import roc_auc_score
 
 from kizu.detectors._components.coreset import NNIndex, covering_radius, kcenter_greedy, nn_distances
+from kizu.detectors._components.features import LocalFeatures, as_image_batch
+from kizu.detectors._components.torch_utils import device_batch
 from kizu.detectors.patch_gaussian import PatchGaussianDetector
 from kizu.detectors.patch_knn import PatchKNNDetector, edge_classes
 from kizu.detectors.registry import detector_class
-from kizu.detectors._components.features import LocalFeatures, as_image_batch
 from kizu.scoring.rule import reduce_maps
 from kizu.synth.shapes import make_shapes
-from kizu.detectors._components.torch_utils import device_batch
 
 DETECTORS = [PatchGaussianDetector, PatchKNNDetector]
 
@@ -31,23 +31,10 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-def _lite_available() -> bool:
-    try:
-        import kizu.backbones.efficientnet_lite  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _have_weights() -> bool:
-    if not _lite_available():
-        return False
     from kizu.detectors._components.efficientnet_lite import weights_path
 
     return weights_path() is not None
-
-
-needs_lite = pytest.mark.skipif(not _lite_available(), reason="kizu.backbones.efficientnet_lite not importable")
 
 
 def _roundtrip(det):
@@ -331,7 +318,6 @@ def test_pixel_features_see_the_neighbourhood():
     assert f[0, 8, 7, 7] == 1.0 and f[0, 4, 8, 8] == 1.0 and f[0, :, 2, 2].max() == 0.0
 
 
-@needs_lite
 @pytest.mark.parametrize("backbone", ["random", "lite0"])
 @pytest.mark.parametrize("cls", DETECTORS)
 def test_network_backbones(backbone, cls):
@@ -360,7 +346,6 @@ def test_fit_transform_equals_fit_then_call():
     assert np.allclose(a, b, atol=1e-5)
 
 
-@needs_lite
 def test_network_input_scale_and_mirror_padding():
     rng = np.random.default_rng(0)
     x = rng.random((3, 1, 64, 64), dtype=np.float32)
@@ -384,7 +369,6 @@ def test_network_input_scale_and_mirror_padding():
         LocalFeatures(backbone="lite0", max_upscale=0)
 
 
-@needs_lite
 def test_pretrained_network_is_loaded_once():
     if not _have_weights():
         pytest.skip("pretrained EfficientNet-Lite0 weights are not installed")
@@ -458,7 +442,6 @@ def test_brightness_surround_cancels_an_illumination_ramp_but_not_a_stain():
             LocalFeatures(brightness=2.0, brightness_surround=bad)
 
 
-@needs_lite
 def test_patch_knn_brightness_finds_faint_stains_on_a_weave():
     from kizu.synth.fine import make_fine
 

@@ -8,11 +8,10 @@ from typer.testing import CliRunner
 from kizu import TrainConfig, fit_model, load_model, save_model
 from kizu.cli import app
 from kizu.errors import InputError
-from kizu.io.images import write_image
+from kizu.files import inspect_files, score_files
+from kizu.io.images import ImageFiles, write_image
 from kizu.io.model_file import MODEL_JSON
 from kizu.model.preprocess import Preprocessor
-from kizu.files import inspect_files, score_files
-from kizu.io.images import ImageFiles
 from tests.helpers import PIXELS
 
 
@@ -54,7 +53,7 @@ def test_small_images_are_left_alone_and_bad_caps_are_refused():
 
 def test_capped_model_maps_at_input_resolution_and_round_trips(tmp_path):
     imgs = _images(12, 120, 72, seed=1)
-    m = fit_model(imgs, TrainConfig(detector="patch-knn", options=PIXELS, seed=0, max_side=40, folds=3))
+    m = fit_model(imgs, TrainConfig(detector="patch-knn", options=PIXELS, seed=0, max_side=40, folds=3, alpha=0.2))
     assert m.preprocessor.size == (40, 24) and m.preprocessor.input_size == (120, 72)
     test = _images(2, 120, 72, seed=2)
     test[1][0, 50:54, 30:34] = 0.0
@@ -69,7 +68,7 @@ def test_cli_max_side(tmp_path):
     for i, img in enumerate(_images(10, 90, 60, seed=3)):
         write_image(tmp_path / "good" / f"{i}.png", img)
     res = CliRunner().invoke(app, ["train", str(tmp_path / "good"), "--out", str(tmp_path / "m"), "--quiet",
-                                   "--backbone", "pixels", "--max-side", "32", "--folds", "2"])
+                                   "--backbone", "pixels", "--max-side", "32", "--folds", "2", "--alpha", "0.2"])
     assert res.exit_code == 0, res.output
     pre = json.loads((tmp_path / "m" / MODEL_JSON).read_text())["preprocess"]
     assert pre["size"] == [32, 21] and pre["input_size"] == [90, 60]
@@ -84,7 +83,7 @@ def test_training_from_files_equals_training_from_arrays(tmp_path):
         write_image(paths[-1], img)
     files = ImageFiles(paths)
     assert len(files) == 10 and files[3].shape == (3, 70, 50)
-    opts = dict(detector="patch-knn", options=PIXELS, seed=0, max_side=32, folds=2)
+    opts = dict(detector="patch-knn", options=PIXELS, seed=0, max_side=32, folds=2, alpha=0.2)
     from_files = fit_model(ImageFiles(paths), TrainConfig(**opts), paths=paths)
     from_arrays = fit_model([read_image(p) for p in paths], TrainConfig(**opts), paths=paths)
     assert from_files.preprocessor == from_arrays.preprocessor
@@ -97,7 +96,8 @@ def test_score_files_agrees_with_inspect_in_batches(tmp_path):
     for i, img in enumerate(_images(7, 40, 30, seed=6)):
         paths.append(tmp_path / f"{i}.png")
         write_image(paths[-1], img)
-    m = fit_model(ImageFiles(paths[:6]), TrainConfig(detector="patch-knn", options=PIXELS, seed=0, folds=2), paths=paths[:6])
+    m = fit_model(ImageFiles(paths[:6]), TrainConfig(detector="patch-knn", options=PIXELS, seed=0, folds=2, alpha=0.2),
+                  paths=paths[:6])
     verdicts = inspect_files(m, paths, batch_size=3)
     scores = score_files(m, paths, batch_size=2)
     np.testing.assert_array_equal(scores, [v.score for v in verdicts])

@@ -5,14 +5,14 @@ import pytest
 
 from kizu import TrainConfig, fit_model, load_model, save_model, synth
 from kizu.errors import KizuError, ModelFileError
-
-from tests.helpers import FAST_AE, PIXELS
+from tests.helpers import FAST_AE
 
 
 @pytest.fixture(scope="module")
 def model_and_data():
     d = synth.make_shapes(50, 8, 8, seed=0)
-    m = fit_model(d.train, TrainConfig(detector="autoencoder", options=FAST_AE, seed=0, calibration="holdout"))
+    m = fit_model(d.train, TrainConfig(detector="autoencoder", options=FAST_AE, seed=0, calibration="holdout",
+                                       alpha=0.1))
     return m, d
 
 
@@ -100,7 +100,7 @@ def test_auto_calibration_is_cross_for_small_sets_only():
     d = synth.make_shapes(30, 2, 2, seed=1)
     m = fit_model(d.train, TrainConfig(detector="mt", seed=0))
     assert m.summary["calibration"] == "cross" and m.summary["n_calibration"] == 30
-    few = fit_model(d.train[:8], TrainConfig(detector="mt", seed=0))  # 8 images: 4 folds, not an error
+    few = fit_model(d.train[:8], TrainConfig(detector="mt", seed=0, alpha=0.2))  # 8 images: 4 folds, not an error
     assert few.summary["calibration"] == "cross" and few.summary["folds"] == 4 and few.summary["n_calibration"] == 8
     big = synth.make_shapes(320, 2, 2, seed=1)
     m = fit_model(big.train, TrainConfig(detector="mt", seed=0))

@@ -1,10 +1,9 @@
 import numpy as np
 import pytest
 
-from kizu import TrainConfig, fit_model, load_model, save_model
+from kizu import TrainConfig, fit_model
 from kizu.ops.tiling import extract_tiles, stitch_maps, tile_grid, tile_starts
-
-from tests.helpers import FAST_AE, PIXELS
+from tests.helpers import FAST_AE
 
 
 def test_tiles_cover_the_image_and_stitch_back_exactly():
@@ -19,7 +18,7 @@ def test_tiles_cover_the_image_and_stitch_back_exactly():
 def test_tiled_model_finds_a_small_spot_in_a_large_image():
     rng = np.random.default_rng(1)
     goods = [0.5 + 0.02 * rng.standard_normal((1, 96, 96)).astype(np.float32) for _ in range(12)]
-    m = fit_model(goods, TrainConfig(detector="patch-knn" if _has("patch-knn") else "autoencoder", options={} if _has("patch-knn") else FAST_AE, tile=32, tile_stride=24, calibration_fraction=0.25))
+    m = fit_model(goods, TrainConfig(detector="patch-knn" if _has("patch-knn") else "autoencoder", options={} if _has("patch-knn") else FAST_AE, tile=32, tile_stride=24, calibration_fraction=0.25, alpha=0.1))
     assert m.preprocessor.tile == 32
     bad = goods[0].copy()
     bad[0, 60:62, 20:22] = 0.0  # a 2-px dark spot

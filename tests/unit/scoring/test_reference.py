@@ -120,7 +120,7 @@ def test_reference_can_be_switched(two_surface_model, tmp_path):
     meta_file.write_text(json.dumps(meta))
     assert load_model(tmp_path / "old").reference is None
     # the seed's autoencoder keeps its exact MSE: no reference unless asked for
-    ae = fit_model(data.train[:12], TrainConfig(detector="autoencoder", options={"preset": "seed", "epochs": 1}, seed=0, calibration="holdout"))
+    ae = fit_model(data.train[:12], TrainConfig(detector="autoencoder", options={"preset": "seed", "epochs": 1}, seed=0, calibration="holdout", alpha=0.4))
     assert ae.reference is None
 
 

@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from tests.helpers import PIXELS
 from kizu import TrainConfig, fit_model, load_model, save_model, synth
 from kizu.scoring.rule import ScoreRule, reduce_maps
+from tests.helpers import PIXELS
 
 
 def _maps(n=6, seed=0):
@@ -109,7 +109,7 @@ def test_scales_come_from_fitted_images_mapped_as_unseen_ones(tmp_path):
     from kizu.model.training import scale_subset
 
     d = synth.make_shapes(50, 2, 2, seed=1)
-    m = fit_model(d.train, TrainConfig(detector="patch-knn", options=PIXELS, seed=0, calibration="holdout", calibration_fraction=0.2))
+    m = fit_model(d.train, TrainConfig(detector="patch-knn", options=PIXELS, seed=0, calibration="holdout", calibration_fraction=0.2, alpha=0.1))
     fit_idx = HoldOut(0.2).plan(50, 0).final_fit
     fit_images = d.train[:, None][fit_idx]  # 40 fitted images, of which 32 set the scales
     sub = scale_subset(40)

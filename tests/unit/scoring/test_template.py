@@ -8,12 +8,22 @@ from scipy import ndimage
 
 from kizu import TrainConfig, fit_model, load_model, save_model
 from kizu.calibration.strategies import cross_folds
-from kizu.scoring.terms import Scored, apply_terms
-from tests.helpers import term
 from kizu.errors import KizuError, ModelFileError
+from kizu.scoring.template import (
+    DEPARTURE_SD_FLOOR,
+    MIN_EXPLAINED,
+    GoldenTemplate,
+    MapTerm,
+    TemplateTerm,
+    grey,
+    held_out_fit,
+    reduction,
+    register_images,
+    template_to_display,
+)
+from kizu.scoring.terms import Scored, apply_terms
 from kizu.synth import make_shapes
-from kizu.scoring.template import (DEPARTURE_SD_FLOOR, MIN_EXPLAINED, GoldenTemplate, MapTerm, TemplateTerm, grey,
-                           held_out_fit, reduction, register_images, template_to_display)
+from tests.helpers import term
 
 PATCH_KNN_PIXELS = {"detector": "patch-knn", "options": {"preset": "pixels"}}
 
@@ -209,7 +219,8 @@ def test_model_leaves_it_off_where_the_template_does_not_explain_the_images():
 
 def test_forcing_it_needs_enough_calibration_images():
     with pytest.raises(KizuError, match="at least 8 calibration images"):
-        fit_model(_fixtured_parts(20, 8), TrainConfig(seed=0, template=True, calibration="holdout", calibration_fraction=0.2, **PATCH_KNN_PIXELS))
+        fit_model(_fixtured_parts(20, 8), TrainConfig(seed=0, template=True, calibration="holdout", alpha=0.25,
+                                                      calibration_fraction=0.2, **PATCH_KNN_PIXELS))
     m = fit_model(_fixtured_parts(20, 8), TrainConfig(seed=0, template=True, **PATCH_KNN_PIXELS))
     assert m.template is not None
 
@@ -283,7 +294,7 @@ def test_holdout_calibration_scores_are_what_the_model_gives_those_images():
     # hold-out calibration images are scored by the final model itself; with the map term their
     # stored scores differ only by the leave-one-out statistics
     x = _fixtured_parts(60, 14)
-    m = fit_model(x, TrainConfig(seed=0, calibration="holdout", calibration_fraction=0.3, **PATCH_KNN_PIXELS))
+    m = fit_model(x, TrainConfig(seed=0, calibration="holdout", calibration_fraction=0.3, alpha=0.1, **PATCH_KNN_PIXELS))
     assert m.template is not None and m.template.map is not None
     from kizu.calibration.strategies import HoldOut
     cal_idx = HoldOut(0.3).plan(60, 0).final_held

@@ -36,8 +36,15 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import KizuError
-from .efficientnet_lite import (STAGE_CHANNELS, STAGE_STRIDES, WEIGHTS_REQUIREMENT, fuse_for_inference,
-                                lite0_feature_extractor, warn_missing_weights, weights_path)
+from .efficientnet_lite import (
+    STAGE_CHANNELS,
+    STAGE_STRIDES,
+    WEIGHTS_REQUIREMENT,
+    fuse_for_inference,
+    lite0_feature_extractor,
+    warn_missing_weights,
+    weights_path,
+)
 from .torch_utils import device_batch
 
 #: the network input is never enlarged more than this by default (a 16 px image goes in at 64 px, not 224)
