@@ -15,7 +15,7 @@ from kizu.cli import app
 from tests.helpers import PIXELS
 
 runner = CliRunner()
-FAST = ["--quiet", "--detector", "autoencoder", "-O", "min_steps=30", "-O", "epochs=2"]
+FAST = ["--quiet", "--detector", "autoencoder", "-O", "min_steps=30", "-O", "epochs=2", "--alpha", "0.5"]
 
 
 def run(*args):

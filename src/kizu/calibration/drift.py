@@ -157,7 +157,8 @@ def _message(drifted, m_img, n_cal, alpha, x, expected, usual_max, count_p, ks_p
                   f"(up to {usual_max} is usual with {n_cal} calibration images)")
     if not drifted:
         # the level the KS p is judged at, so a p below 0.05 is not read as drift
-        ks = f"KS p {_fmt_p(ks_p)}; drift only at <= {level / 2:g}"
+        ks = (f"their scores are spread like the calibration images' too: KS test p {_fmt_p(ks_p)}, "
+              f"which would have to be {level / 2:g} or less to call it drift")
         if k == 0:
             return f"{counts} The batch is consistent with the calibration set ({ks})."
         return f"{counts}: the batch is consistent with the calibration set ({ks})."

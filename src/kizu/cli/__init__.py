@@ -7,7 +7,7 @@ import typer
 
 from . import demo, drift, evaluate, predict, synth, threshold, train
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   context_settings={"max_content_width": 100},
                   help="kizu: visual inspection by anomaly detection, learnt from good images only.")
 

@@ -18,7 +18,11 @@ def demo(
     seed: int = typer.Option(0, help="random seed"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ):
-    """Generate the seed's data set, train, calibrate, evaluate; write OUT/report.html."""
+    """Run the whole job on built-in data; writes OUT/report.html.
+
+    Generates the seed's data set (ellipses good, rectangles defective), trains, calibrates and
+    evaluates.
+    """
     from ..evaluation import evaluate as run_evaluation
     from ..evaluation import write_outputs
     from ..io import save_model, test_set

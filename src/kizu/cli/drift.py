@@ -13,12 +13,17 @@ from .common import friendly_errors, out_console
 @friendly_errors
 def drift(
     model_dir: Path = typer.Argument(..., metavar="MODEL"),
-    images: list[Path] = typer.Argument(..., help="good images (files or folders) from current production"),
+    images: list[Path] = typer.Argument(..., metavar="IMAGES...",
+                                        help="good images (files or folders) from current production"),
     level: float = typer.Option(0.01, help="significance level of the test"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
     exit_code: bool = typer.Option(False, help="exit with status 3 when drift is detected"),
 ):
-    """Test whether a batch of good images still matches the calibration set (p-value uniformity)."""
+    """Check that good images still look like the calibration set.
+
+    Tests whether a batch of good images from current production has the p-values good images
+    should have; exit status 3 with --exit-code when they do not.
+    """
     from ..calibration.drift import drift_test
     from ..errors import KizuError
     from ..files import score_files

@@ -12,11 +12,14 @@ from .common import friendly_errors, out_console, print_confusion, warn
 @friendly_errors
 def evaluate(
     model_dir: Path = typer.Argument(..., metavar="MODEL", help="model folder written by `kizu train`"),
-    data: Path = typer.Argument(..., help="MVTec-AD category folder with test/ (and ground_truth/)"),
+    data: Path = typer.Argument(..., metavar="DATA", help="MVTec-AD category folder with test/ (and ground_truth/)"),
     out: Path = typer.Option(Path("kizu-eval"), "--out", "-o", help="folder for metrics.json, figures, report.html"),
     device: str = typer.Option(None, help="auto (a CUDA GPU when there is one) | cpu | cuda"),
 ):
-    """Evaluate a model: confusion matrix, AUROC/AUPR, F1, pixel AUROC/AUPRO; writes report.html."""
+    """Measure a model on a labelled test set; writes report.html.
+
+    Confusion matrix, AUROC/AUPR, F1, pixel AUROC/AUPRO, and every missed defect and false alarm.
+    """
     from ..evaluation import evaluate as run_evaluation
     from ..evaluation import write_outputs
     from ..io import load_model, test_set

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from .common import friendly_errors, out_console
+from .common import friendly_errors, out_console, warn
 
 CSV_COLUMNS = ["path", "score", "p_value", "defective", "normalized_score", "regions"]
 
@@ -88,7 +88,10 @@ def predict(
     device: str = typer.Option(None, help="auto (a CUDA GPU when there is one) | cpu | cuda"),
     batch_size: int = typer.Option(64, min=1, help="images inspected at once"),
 ):
-    """Inspect images. Nothing is written unless every input is a readable image of a size the model takes."""
+    """Inspect images; writes results.csv (+ maps, overlays).
+
+    Nothing is written unless every input is a readable image of a size the model takes.
+    """
     from ..io import atomic_write_text, expand_inputs, load_model
 
     check_output_paths(out, [maps, overlays])
@@ -98,7 +101,7 @@ def predict(
         _check_distinct_outputs(found)
     staged = [Staging(maps), Staging(overlays)]
     try:
-        text, n_bad = _inspect_all(model, found, staged[0], staged[1], batch_size)
+        text, n_bad, p_values, channels = _inspect_all(model, found, staged[0], staged[1], batch_size)
     except BaseException:
         for s in staged:
             s.discard()
@@ -107,22 +110,28 @@ def predict(
         s.commit()
     atomic_write_text(out, text)
     out_console.print(f"inspected {len(found)} images: {n_bad} defective, {len(found) - n_bad} good → {out}")
+    for message in batch_warnings(model, p_values, channels):
+        warn(message)
 
 
 def _inspect_all(model, found: list[tuple[Path, Path]], maps: Staging, overlays: Staging, batch_size: int
-                 ) -> tuple[str, int]:
-    """Each file read once and inspected; CSV text and the number flagged."""
+                 ) -> tuple[str, int, list[float], list[int]]:
+    """Each file read once and inspected; CSV text, the number flagged, the p-values and the images'
+    channel counts."""
     import numpy as np
 
     from ..files import iter_inspect_files
+    from ..model.preprocess import is_effectively_grey
 
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    n_bad = 0
+    n_bad, p_values, channels = 0, [], []
     results = iter_inspect_files(model, [p for p, _ in found], batch_size=batch_size)
     for (path, root), (_, img, v) in zip(found, results):
         n_bad += v.defective
+        p_values.append(v.p_value)
+        channels.append(img.shape[0] if img.shape[0] == 1 or not is_effectively_grey(img) else 1)
         writer.writerow(csv_row(path, v))
         relative = path.relative_to(root)
         if maps.folder is not None:
@@ -130,7 +139,34 @@ def _inspect_all(model, found: list[tuple[Path, Path]], maps: Staging, overlays:
         if overlays.folder is not None:
             _write_overlay(overlays.path(relative.with_suffix(".png")), img, v, model.calibration.pixel_threshold,
                            f"{relative}: {'DEFECTIVE' if v.defective else 'good'} (p={v.p_value:.3g})")
-    return buf.getvalue(), n_bad
+    return buf.getvalue(), n_bad, p_values, channels
+
+
+#: batches at least this large are tested for drift from the calibration images
+DRIFT_BATCH = 20
+
+
+def batch_warnings(model, p_values: list[float], channels: list[int]) -> list[str]:
+    """Plain warnings about a whole batch: it does not look like the calibration images (the drift
+    test of ``kizu drift``, for batches of at least ``DRIFT_BATCH``), or its images are colour for a
+    grey model or grey for a colour model."""
+    from ..calibration.drift import drift_test
+
+    out = []
+    n_cal, n = len(model.calibration.scores), len(p_values)
+    if n >= DRIFT_BATCH and n_cal:
+        res = drift_test(p_values, n_cal, alpha=model.calibration.alpha)
+        if res.drifted:
+            out.append(f"{res.n_flagged} of {n} images flagged (about {res.expected_flagged:.0f} expected of good "
+                       f"images): this batch does not look like the training images — different camera, format or "
+                       f"lighting? If these parts are good, run `kizu drift` and retrain or recalibrate.")
+    expected = model.preprocessor.channels
+    odd = sum(c != expected for c in channels)
+    if odd:
+        kind, want = ("colour", "grey") if expected == 1 else ("grey", "colour")
+        out.append(f"{odd} of {n} images are {kind} but the model was trained on {want} images: they were "
+                   f"converted to {want}.")
+    return out
 
 
 def csv_row(path, v) -> list:

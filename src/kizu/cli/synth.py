@@ -18,8 +18,9 @@ class Kind(str, Enum):
 
 @friendly_errors
 def synth(
-    kind: Kind = typer.Argument(..., help="shapes: the seed's ellipses vs rectangles; fine: small defects with masks"),
-    out: Path = typer.Argument(..., help="output folder (must not exist or be empty)"),
+    kind: Kind = typer.Argument(..., metavar="KIND",
+                                help="shapes: the seed's ellipses vs rectangles; fine: small defects with masks"),
+    out: Path = typer.Argument(..., metavar="OUT", help="output folder (must not exist or be empty)"),
     n_train: int = typer.Option(1000, help="good training images"),
     n_test_normal: int = typer.Option(500, help="good test images"),
     n_test_anomaly: int = typer.Option(500, help="defective test images (fine: split evenly over defect types)"),
@@ -29,7 +30,10 @@ def synth(
     mode: str = typer.Option("parts", help="fine: 'parts' or 'texture'"),
     texture: str = typer.Option("mixed", help="fine texture mode: 'regular', 'stochastic' or 'mixed'"),
 ):
-    """Write a synthetic data set: OUT/train/good, OUT/test/<type>, OUT/ground_truth/<type>."""
+    """Write a built-in data set in the MVTec-AD layout.
+
+    OUT/train/good, OUT/test/<type>, OUT/ground_truth/<type>.
+    """
     from ..synth import make_shapes, write_mvtec
     from ..synth.fine import defect_types, make_fine
 

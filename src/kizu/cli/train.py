@@ -38,14 +38,19 @@ def train_model(data: Path, config, *, quiet: bool = False, defective: Path | No
     of ``data`` through ``kizu.fit_model`` with ``config`` (a ``kizu.TrainConfig``). ``out`` is
     checked before any work."""
     from ..detectors import create, detector_class, resolve_device
-    from ..errors import KizuError
+    from ..errors import InputError, KizuError
     from ..io import ImageFiles, list_images, read_image, training_image_paths
     from ..io.model_file import check_model_destination
     from ..model import fit_model
+    from ..model.training import calibration_plan
 
     if out is not None:
         check_model_destination(out)
     paths = training_image_paths(data)
+    try:
+        calibration_plan(len(paths), config)
+    except KizuError as err:
+        raise InputError(paths[0].parent, str(err)) from None
     if device != "auto" and not detector_class(config.detector).uses_device and resolve_device(device).type != "cpu":
         raise KizuError(f"--device {device}: detector {config.detector!r} runs on the CPU only")
     create(config.detector, **config.options)  # a bad option value fails here, before the progress bar is drawn
@@ -59,7 +64,8 @@ def train_model(data: Path, config, *, quiet: bool = False, defective: Path | No
 @friendly_errors
 def train(
     ctx: typer.Context,
-    data: Path = typer.Argument(..., help="MVTec-AD category folder (uses DATA/train/good) or a folder of good images"),
+    data: Path = typer.Argument(..., metavar="DATA",
+                                help="MVTec-AD category folder (uses DATA/train/good) or a folder of good images"),
     out: Path = typer.Option(..., "--out", "-o", help="model folder to write (model.json + weights.safetensors)"),
     detector: str = typer.Option(defaults.DETECTOR, help="detector name (see `kizu detectors`)"),
     preset: str = typer.Option(None, help="detector preset, e.g. autoencoder: seed | default | deep"),
@@ -129,7 +135,10 @@ def report_training(model, out: Path) -> None:
 
 
 def detectors():
-    """List the detectors and explain each option (with the value `kizu train` uses)."""
+    """List the detectors and explain their options.
+
+    Each option with the value `kizu train` uses and what it does.
+    """
     from rich.table import Table
 
     from ..detectors import DEFAULT_DETECTOR as default

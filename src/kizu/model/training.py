@@ -85,9 +85,7 @@ def fit_model(images: Sequence[np.ndarray] | np.ndarray, config: TrainConfig | N
     config = config or TrainConfig()
     pre, x = _preprocess(images, paths, config)
     detector = create(config.detector, device=device, **config.options)
-    plan = choose_strategy(config.calibration, len(x), fraction=config.calibration_fraction, folds=config.folds,
-                           threshold_rule=config.threshold_rule).plan(len(x), config.seed)
-    check_enough_images(len(x), len(plan.held_out), config)
+    plan = calibration_plan(len(x), config)
     rule = _rule_term(detector, pre, config)
     report = _Reporter(progress, len(plan.side_fits) + 1)
     template = _held_out_template(x, plan, pre, rule, config, report)
@@ -104,6 +102,15 @@ def fit_model(images: Sequence[np.ndarray] | np.ndarray, config: TrainConfig | N
     model.calibration = _calibrate(model, held, x_fit, train_maps, config)
     model.summary = _summary(model, plan, config, len(x), fit_seconds, template, detector)
     return model
+
+
+def calibration_plan(n: int, config: TrainConfig) -> CalibrationPlan:
+    """Which of ``n`` good images the calibration scheme fits and holds out; refuses (before any
+    work) a set too small to calibrate at ``config.alpha`` (``check_enough_images``)."""
+    plan = choose_strategy(config.calibration, n, fraction=config.calibration_fraction, folds=config.folds,
+                           threshold_rule=config.threshold_rule).plan(n, config.seed)
+    check_enough_images(n, len(plan.held_out), config)
+    return plan
 
 
 def check_enough_images(n: int, n_calibration: int, config: TrainConfig) -> None:
@@ -141,7 +148,8 @@ class _Reporter:
         if self.callback is None:
             return None
         fit_no = max(self.fit, 1)
-        self.callback(TrainingStep(name, fit_no, self.fits))
+        done = 0 if fit or self.fit == 0 else 1  # a stage after a fit: that fit is complete
+        self.callback(TrainingStep(name, fit_no, self.fits, done, done))
 
         def detector_progress(step: int, total: int, info: dict) -> None:
             self.callback(TrainingStep(name, fit_no, self.fits, step, total, dict(info)))
