@@ -12,9 +12,12 @@ class KizuError(Exception):
 class InputError(KizuError):
     """Bad input data: an unreadable image, an empty folder, mixed sizes..."""
 
-    def __init__(self, path: str | Path | None, problem: str):
+    def __init__(self, path: str | Path | None, problem: str, reason: str = "invalid"):
         self.path = None if path is None else Path(path)
         self.problem = problem
+        #: what kind of problem (a service maps it to an HTTP status): "invalid" (the default),
+        #: "empty", "not_image", "too_many_pixels", "unreadable", "size"
+        self.reason = reason
         super().__init__(f"{path}: {problem}" if path is not None else problem)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,14 @@ from .model.prediction import Verdict
 
 #: files read and inspected at once
 BATCH = 64
+#: the columns of results.csv (``kizu predict``, ``kizu watch``)
+CSV_COLUMNS = ["path", "score", "p_value", "defective", "normalized_score", "regions"]
+
+
+def csv_row(path, verdict: Verdict) -> list[str]:
+    """One results.csv row for a verdict (the columns of ``CSV_COLUMNS``), as text."""
+    return [str(path), f"{verdict.score:.9g}", f"{verdict.p_value:.6g}", str(int(verdict.defective)),
+            f"{verdict.normalized:.6f}", json.dumps(verdict.regions, separators=(",", ":"))]
 
 
 def iter_inspect_files(model: InspectionModel, paths: list[str | Path], batch_size: int = BATCH

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import shutil
 from pathlib import Path
@@ -12,8 +11,6 @@ from pathlib import Path
 import typer
 
 from .common import friendly_errors, out_console, warn
-
-CSV_COLUMNS = ["path", "score", "p_value", "defective", "normalized_score", "regions"]
 
 
 def _mirrored(path: Path, root: Path, out_dir: Path, suffix: str) -> Path:
@@ -120,7 +117,7 @@ def _inspect_all(model, found: list[tuple[Path, Path]], maps: Staging, overlays:
     channel counts."""
     import numpy as np
 
-    from ..files import iter_inspect_files
+    from ..files import CSV_COLUMNS, csv_row, iter_inspect_files
     from ..model.preprocess import is_effectively_grey
 
     buf = io.StringIO()
@@ -167,12 +164,6 @@ def batch_warnings(model, p_values: list[float], channels: list[int]) -> list[st
         out.append(f"{odd} of {n} images are {kind} but the model was trained on {want} images: they were "
                    f"converted to {want}.")
     return out
-
-
-def csv_row(path, v) -> list:
-    """One results.csv row for a verdict (the columns of ``CSV_COLUMNS``)."""
-    return [str(path), f"{v.score:.9g}", f"{v.p_value:.6g}", int(v.defective), f"{v.normalized:.6f}",
-            json.dumps(v.regions, separators=(",", ":"))]
 
 
 def _write_overlay(path: Path, image, verdict, pixel_threshold: float, title: str) -> None:

@@ -15,6 +15,8 @@ from ..errors import InputError
 
 #: images with more pixels than this are refused before they are decoded
 MAX_PIXELS = 100_000_000
+#: Pillow formats kizu decodes (those of ``IMAGE_SUFFIXES``; cameras' MPO files open as JPEG)
+FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "PPM")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 
 
@@ -36,26 +38,43 @@ def read_image(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
 def decode_image(data: bytes, source: str | Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """``read_image`` for the bytes of an image file (an upload); ``source`` names it in errors."""
     if not data:
-        raise InputError(source, "empty file")
+        raise InputError(source, "empty file (0 bytes)", "empty")
     return _decode(io.BytesIO(data), source, max_pixels)
 
 
-def _decode(fp, source, max_pixels: int) -> np.ndarray:
+def image_format(data: bytes) -> str | None:
+    """The Pillow format of encoded image bytes ("PNG", "JPEG", ...), from the header; None if it is
+    not one of ``FORMATS``."""
+    Image.init()
     try:
-        with Image.open(fp) as im:
+        with Image.open(io.BytesIO(data), formats=FORMATS) as im:
+            return im.format
+    except Exception:  # noqa: BLE001 - any failure to identify means "not an image kizu reads"
+        return None
+
+
+def _decode(fp, source, max_pixels: int) -> np.ndarray:
+    """Decode with Pillow's plugins for ``FORMATS`` only (others, such as EPS, run external programs),
+    checking the pixel count from the header before any pixel is decoded."""
+    Image.init()  # registers every plugin once, so ``formats`` can name them
+    try:
+        with Image.open(fp, formats=FORMATS) as im:
             if im.width * im.height > max_pixels:
-                raise _OutOfRange(f"image is {im.width}x{im.height} px, more than the {max_pixels:,} pixels kizu "
-                                  "reads (a decompression bomb, or not the image you meant)")
+                raise InputError(source, f"image is {im.width}x{im.height} px, more than the {max_pixels:,} "
+                                         "pixels kizu reads (a decompression bomb, or not the image you meant)",
+                                 "too_many_pixels")
             im.load()
             arr = _pil_to_array(im)
     except _OutOfRange as err:
-        raise InputError(source, str(err)) from None
-    except (UnidentifiedImageError, Image.DecompressionBombError):
-        raise InputError(source, "not an image file (Pillow cannot identify it)") from None
-    except (OSError, SyntaxError, ValueError) as err:
-        raise InputError(source, f"unreadable or truncated image ({err})") from None
+        raise InputError(source, str(err), "unreadable") from None
+    except Image.DecompressionBombError as err:
+        raise InputError(source, f"too many pixels ({err})", "too_many_pixels") from None
+    except UnidentifiedImageError:
+        raise InputError(source, f"not an image file (not {', '.join(FORMATS)})", "not_image") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise InputError(source, f"unreadable or truncated image ({err})", "unreadable") from None
     if arr.shape[1] < 2 or arr.shape[2] < 2:
-        raise InputError(source, f"image is too small ({arr.shape[2]}x{arr.shape[1]} px)")
+        raise InputError(source, f"image is too small ({arr.shape[2]}x{arr.shape[1]} px)", "unreadable")
     return arr
 
 
@@ -64,8 +83,9 @@ def image_size(path: str | Path) -> tuple[int, int]:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such file")
+    Image.init()
     try:
-        with Image.open(path) as im:
+        with Image.open(path, formats=FORMATS) as im:
             return im.size
     except (UnidentifiedImageError, Image.DecompressionBombError):
         raise InputError(path, "not an image file (Pillow cannot identify it)") from None

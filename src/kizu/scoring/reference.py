@@ -56,27 +56,33 @@ def image_descriptors(images: np.ndarray) -> np.ndarray:
         f = SPECTRUM_MAX_SIDE / max(h, w)
         h, w = max(1, round(h * f)), max(1, round(w * f))
         x = F.adaptive_avg_pool2d(torch.from_numpy(np.ascontiguousarray(x)), (h, w)).numpy()
-    flat = x.reshape(n, c, -1)
-    stats = np.concatenate([flat.mean(axis=2, dtype=np.float64), flat.std(axis=2, dtype=np.float64)], axis=1)
-    grey = x.mean(axis=1, dtype=np.float64)
-    mean = grey.reshape(n, -1).mean(axis=1)
-    power = np.abs(np.fft.rfft2(grey - mean[:, None, None])) ** 2
     fy = np.fft.fftfreq(h)[:, None]
     fx = np.fft.rfftfreq(w)[None, :]
-    radius = np.hypot(fy, fx)
     edges = np.geomspace(1.0 / max(h, w), 0.5 * np.sqrt(2) + 1e-9, SPECTRUM_BANDS + 1)
     edges[0] = 1e-12  # the lowest band takes every non-zero frequency below its top
-    band = np.digitize(radius, edges) - 1  # -1 for the DC term, SPECTRUM_BANDS past the corner
-    total = power.reshape(n, -1).sum(axis=1) + 1e-12
-    spectrum = np.stack([power[:, band == b].sum(axis=1) / total for b in range(SPECTRUM_BANDS)], axis=1)
-    return np.concatenate([stats, spectrum], axis=1)
+    band = np.digitize(np.hypot(fy, fx), edges) - 1  # -1 for the DC term, SPECTRUM_BANDS past the corner
+    # image by image: a batched reduction can round differently, and an image's descriptor (so its
+    # score reference's neighbours) must not depend on the batch it came in
+    return np.stack([_descriptor(image, band) for image in x]) if n else np.zeros((0, 2 * c + SPECTRUM_BANDS))
+
+
+def _descriptor(image: np.ndarray, band: np.ndarray) -> np.ndarray:
+    """One ``(C, h, w)`` image's descriptor (``image_descriptors``); ``band``: each frequency's band."""
+    flat = image.reshape(len(image), -1)
+    stats = np.concatenate([flat.mean(axis=1, dtype=np.float64), flat.std(axis=1, dtype=np.float64)])
+    grey = image.mean(axis=0, dtype=np.float64)
+    power = np.abs(np.fft.rfft2(grey - grey.mean())) ** 2
+    total = power.sum() + 1e-12
+    return np.concatenate([stats, [power[band == b].sum() / total for b in range(SPECTRUM_BANDS)]])
 
 
 def _distances(query: np.ndarray, ref: np.ndarray, spread: np.ndarray) -> np.ndarray:
-    """``(N, M)`` Euclidean distances after dividing each descriptor dimension by ``spread``."""
+    """``(N, M)`` Euclidean distances after dividing each descriptor dimension by ``spread``, each
+    row computed on its own (element by element, no matrix product whose rounding depends on how
+    many rows there are), so an image's neighbours do not depend on the batch it came in: equal
+    descriptors are exactly 0 apart and their tie is broken by index."""
     q, r = query / spread, ref / spread
-    d2 = (q * q).sum(1)[:, None] + (r * r).sum(1)[None, :] - 2.0 * q @ r.T
-    return np.sqrt(np.maximum(d2, 0.0))
+    return np.sqrt(((q[:, None, :] - r[None, :, :]) ** 2).sum(axis=2))
 
 
 def _nearest(dist: np.ndarray, k: int) -> np.ndarray:
