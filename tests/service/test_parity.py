@@ -6,7 +6,6 @@ import csv
 import json
 
 import numpy as np
-import pytest
 from typer.testing import CliRunner
 
 from kizu.cli import app
