@@ -8,7 +8,7 @@ uniform on ``{1/(n+1), ..., 1}``.
 **They are not independent**, though: all images of the batch are compared with the *same*
 calibration set, so a batch inherits that set's luck (with 20 calibration images the batch's
 false-alarm rate at alpha = 5 % is anywhere between 0.3 % and 14 %; see
-:mod:`kizu.guarantees`). A one-sample KS or binomial test against the uniform law ignores this
+:mod:`kizu.calibration.guarantees`). A one-sample KS or binomial test against the uniform law ignores this
 and rejects far too often once ``M`` is comparable to ``n``. Both tests here use the exact null
 law *including* the calibration draw:
 

@@ -7,9 +7,9 @@ batch 32, the last 10 % of the images for validation (Keras' ``validation_split`
 
 Preset ``default`` keeps that shape but adds a 16-unit dense bottleneck (so the network cannot learn
 the identity), trains for at least 2000 optimiser *steps* (the seed makes only ~150 with 100 images),
-augments (small shifts, rotations, brightness) and uses an SSIM loss and (1 − SSIM)/2 error map,
-which measured best on the seed task with 100 images (bench/seed_parity.py). Preset ``deep`` is for
-64–256 px images: more levels, a narrow bottleneck, L1+SSIM loss.
+augments (small shifts, rotations, brightness) and uses an SSIM loss and (1 − SSIM)/2 error map
+(``bench/seed_parity.py`` compares it with the seed's network). Preset ``deep`` is for 64–256 px
+images: more levels, a narrow bottleneck, L1+SSIM loss.
 """
 
 from __future__ import annotations

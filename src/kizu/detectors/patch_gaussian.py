@@ -1,6 +1,6 @@
 """``patch-gaussian`` — the PaDiM idea without pretrained weights (or with EfficientNet-Lite0).
 
-Local feature maps (:mod:`kizu.features`; by default raw ``patch`` × ``patch`` = 9 × 9 pixel
+Local feature maps (:mod:`._components.features`; by default raw ``patch`` × ``patch`` = 9 × 9 pixel
 neighbourhoods reduced to ``feature_dim`` = 32 by PCA; ``stages`` adds coarser pyramid levels) are
 computed on a grid of at most ``max_grid`` cells a side. Each grid position gets a Gaussian fitted to the good
 images' feature vectors there — pooled with the ``pool``-cell neighbourhood (``pool=1``: 3×3
@@ -29,8 +29,7 @@ from .patch_base import GridMapDetector
 from .registry import register
 
 #: default pyramid levels for the "pixels" backbone: one level of large (``patch`` = 9) patches. A
-#: Gaussian per position needs a large neighbourhood to see shape (on intended-jitter shapes 16 px:
-#: image AUROC 0.66 with 3×3 patches at levels 0-2, 0.92 with 9×9 at level 0; see the report).
+#: Gaussian per position needs a large neighbourhood to see shape (docs/detectors.md).
 PIXEL_STAGES = (0,)
 
 

@@ -1,69 +1,39 @@
 """``patch-knn`` — the PatchCore idea without a training loop.
 
-A memory bank of local feature vectors (:mod:`kizu.features`) from the good images, thinned by a
-greedy k-center coreset (:mod:`kizu.coreset`). A location's anomaly is the mean Euclidean
-distance of its feature vector to the ``k`` nearest vectors in the memory — wherever in whichever
-good image they came from, so the score does not depend on position: shifted, rotated and textured
-surfaces work. The grid map is resized bilinearly to the input size and optionally smoothed
-(``sigma`` px); the image score is left to :mod:`kizu.scoring` (see "Image score" below).
+A memory bank of local feature vectors (:mod:`._components.features`) from the good images,
+thinned by a greedy k-center coreset (:mod:`._components.coreset`). A location's anomaly is the
+mean Euclidean distance of its feature vector to the ``k`` nearest vectors in the memory —
+wherever in whichever good image they came from, so the score does not depend on position:
+shifted, rotated and textured surfaces work. The grid map is resized bilinearly to the input size
+and optionally smoothed (``sigma`` px); the image score is left to :mod:`kizu.scoring`.
 
-Edge correction (``edge_cells``, default 3): cells near the image border see the network's (or
-the patches') padding, and each side's border cells are a small, separate population of the
-memory (a 32-cell grid has 900 interior cells per image but 30 per side and 1 per corner), so
-good images get their largest distances at the border — which then hides real defects from the
-image score. At fit time each training cell's distance to the memory *leaving out the vectors of
-its own image* is averaged per border class (``edge_cells`` rows and columns from each side, the
-interior as one class); the map is divided by that profile (interior = 1). Position classes are
-counted from the edges, so any image size works.
+Edge correction (``edge_cells``): cells near the image border see the network's (or the patches')
+padding, and each side's border cells are a small, separate population of the memory (a 32-cell
+grid has 900 interior cells per image but 30 per side and 1 per corner), so good images get their
+largest distances at the border — which would hide real defects from the image score. At fit
+time each training cell's distance to the memory *leaving out the vectors of its own image* is
+averaged per border class (``edge_cells`` rows and columns from each side, the interior as one
+class); the map is divided by that profile (interior = 1). Classes are counted from the edges, so
+any image size works.
 
-Options: ``backbone`` ("pixels" | "lite0" | "random"), ``stages``, ``patch``, ``center``,
-``max_grid``, ``feature_dim`` (PCA of the features, fitted on the good ones; default 32),
-``input_size``, ``max_upscale``, ``pad`` (see :class:`kizu.features.LocalFeatures`; for the
-networks a 64 px image goes in at ``max_upscale`` = 2× = 128 px, a 32×32 grid of /4 cells);
-``k`` neighbours; memory size = ``memory_size`` if given, else ``coreset_fraction`` of all
-training vectors, at most ``max_memory``; the greedy coreset chooses among at most
-``max_candidates`` random training vectors (its cost is candidates × memory); ``proj_dim``
-(projection used while choosing the coreset); ``matmul_dtype`` for the distance products;
-``sigma`` (Gaussian smoothing of the output map, input px; 0 = none); ``edge_cells`` (0 = no
-edge correction); ``whiten`` (unit-variance principal components); ``brightness`` (weight of two
-relative-brightness channels — local mean over 3 and 7 cells ÷ the image's mean, minus 1 — scaled
-at fit time to ``brightness`` × the RMS spread of the other channels; 0 = none);
-``brightness_surround`` (odd, cells; 0 = off): relative to the mean of that larger window around
-the cell instead of the image's mean, so illumination gradients and broad blotches cancel.
+Brightness channels (``brightness``, ``brightness_surround``): network features describe structure
+and hardly change when a patch of a textured surface gets 10–25 % darker, so faint stains would
+score near chance. With two relative-brightness channels (:mod:`._components.transforms`) the
+nearest neighbour must match both the structure and its expected brightness; relative to a
+surround window, lighting gradients and broad blotches cancel.
 
-Why brightness channels: network features describe structure and hardly change when a patch of a
-textured surface gets 10–25 % darker, so faint stains on textures scored near chance. With the
-channels the nearest neighbour must match both the structure and its expected brightness: on
-``synth fine``'s regular weave image AUROC went from 0.875 to 0.952 (stains 0.53 → 0.84), photo
-brick 0.875 → 0.890, fine parts 0.992 → 0.995 (3 seeds, ``bench/patch_knn_sweep.py``). Dividing by
-the image's mean makes a global gain change invisible; the scale makes the weight independent of
-the surface. kizu's default detector uses ``brightness=2`` against a 15-cell surround
-(``brightness_surround=15``: lighting gradients cancel; weave 0.952 → 0.975, mixed textures +0.03,
-fine parts -0.001 on average) with all 64 feature dimensions (``feature_dim=None``); the class
-defaults stay as they were for saved configurations.
+Image score: the model's default rule for this detector is ``max+mean`` (:mod:`kizu.scoring.rule`):
+the peak finds small defects, the mean finds changes no single location shows (a wrong shape, a
+large faint stain). Its scales come from ``training_maps``: each fitted image searched without its
+own memory rows, as a new good image would be (in-sample maps are lower, by an amount that depends
+on how many images were fitted, so cross-calibration folds and the final model would disagree).
+Where one model learns two different surfaces at once the mean also says which surface an image
+shows; ``--score max`` is better there.
 
-Image score (the model's default rule for this detector, ``max+mean`` in :mod:`kizu.scoring`): the
-maximum of the smoothed map over its mean on training images, plus the map's mean over its mean.
-The training images are mapped by ``training_maps``: each searched without its own memory rows,
-as a new good image would be (in-sample maps are lower, and by how much depends on how many images
-were fitted, so cross-calibration folds and the final model would disagree). The peak finds
-small defects; the mean finds changes no single location shows (the seed's rectangle-for-ellipse,
-a large faint stain). Measured with the default options, 3 seeds, kizu's whole pipeline
-(``bench/detectors.py``, ``bench/fine_defects.py``), against ``max``: the seed's shapes, both
-jitters, 0.9952-0.9993 → 0.9986-1.0000; photo brick tiles +0.02, stochastic texture +0.01, weave
-+0.002, fine parts unchanged (±0.001). It is worse (0.80 → 0.76) when one model learns two
-different surfaces at once (``synth fine``'s mixed textured mode): the mean then also says which
-surface an image shows. Use ``--score max`` there.
-
-Defaults: the class's own (``pixels`` backbone, 32 PCA dimensions, up to 4000 memory vectors) are
-the bare detector. ``kizu train`` without options adds ``kizu.detectors.DEFAULT_OPTIONS``
-(EfficientNet-Lite0, all 64 feature dimensions plus two relative-brightness channels, up to 16 000
-memory vectors), chosen by ``bench/fine_defects.py`` and ``bench/detectors.py`` (the README says
-why). Measured along the way on 64 px grey images, 100 good ones, 2 CPU threads: the network at
-128 px instead of 224 and a 32×32 instead of a 56×56 grid was no worse on fine parts and random
-crops; the edge correction lifted image AUROC by 0.1-0.2 on texture crops; 10 240 memory vectors
-instead of 4000 lifted mixed textures by 0.01-0.08. Training then takes about 15 s with
-cross-calibration (6 fits) and one image about 15 ms (``bench/lite0_speed.py``).
+Presets: ``default`` (kizu's default detector: EfficientNet-Lite0, all feature dimensions plus the
+brightness channels, up to 16 000 memory vectors) and ``pixels`` (the bare detector on raw pixel
+patches: 32 PCA dimensions, no brightness channels, up to 4000 memory vectors). ``kizu detectors``
+explains every option; docs/detectors.md says how the defaults were chosen.
 """
 
 from __future__ import annotations

@@ -127,7 +127,7 @@ def _palette_is_grey(im: Image.Image) -> bool:
 
 class ImageFiles:
     """Image files read on demand, one at a time: a sequence of ``(C, H, W)`` arrays that never holds
-    more than one image (``InspectionModel.train_files`` reads each file twice instead of keeping
+    more than one image (``kizu.fit_model`` reads each file twice instead of keeping
     hundreds of full-resolution images in memory)."""
 
     def __init__(self, paths: list[str | Path]):

@@ -9,8 +9,8 @@
           training images, mapped as unseen ones (``ScoreRule.fit``; ``Detector.training_maps``),
           so each term is about 1 on good images whatever the map's units. Means, not medians: on a
           training set of two kinds of surface a median jumps between the kinds with the sample's
-          mix, and cross-calibration folds got scales 20 % apart. The scales come from the fitted
-          images, never from hold-out calibration images, so that calibration stays exact.
+          mix, and cross-calibration folds would get different scales. The scales come from the
+          fitted images, never from hold-out calibration images, so that calibration stays exact.
 """
 
 from __future__ import annotations

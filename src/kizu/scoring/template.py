@@ -20,17 +20,15 @@ held-out good images' pixels, so a stain the template finds is shown where it is
 
 ``TemplateTerm`` puts both into a model (``InspectionModel``, ``template=``; ``apply``): with the
 ``max+mean`` score, the image score's max part is taken on the joined map; with other rules (and
-in models saved before the map term) the template's score joins the image score as a soft maximum
+in a term without a map part) the template's score joins the image score as a soft maximum
 of the two standardised scores. Every statistic comes from good images that neither the template
 nor the detector saw, and each of those images' own score uses the *others'* statistics
 (``own_combined``, ``MapTerm.fit``), so calibration scores stay exchangeable with new images'.
 
 It is worth it only where the template explains the good images almost completely:
 ``explained_variance`` (R² of held-out good images) must reach ``MIN_EXPLAINED`` for the automatic
-choice to turn it on. Measured (``bench/template_gate.py``): R² 0.994–0.9997 on ``synth fine``
-parts and the seed's shapes, where it helps; 0.96 on the ``intended`` shapes (radii vary: forced
-on, it costs a little AUROC there), 0.60–0.64 on brick tiles, below 0.12 on textures, gravel and
-grass.
+choice to turn it on (``bench/template_gate.py`` measures R² on the built-in tasks; parts in a
+fixture reach it, textures and photographs do not).
 """
 
 from __future__ import annotations
@@ -55,12 +53,12 @@ MIN_HELD_OUT = 8
 #: floor of the per-pixel spread, as a share of the template's mean brightness
 SPREAD_FLOOR = 0.01
 #: weight of the template's departure map beside the detector's display map, both in units of
-#: their held-out good pixels' spread (pixel AUROC on ``synth fine`` parts is flat from 0.35 to 0.7)
+#: their held-out good pixels' spread
 MAP_WEIGHT = 0.5
 #: floor of the spreads of departures (held-out maps' pixels and image scores, in units of the good
 #: pixels' spread): noise-free good images (identical renders) depart from the template by ~0, and
-#: dividing by that spread gave a small defect a score of ~1e11. Real good images' spreads are
-#: 0.4-1.5 (``synth fine`` parts, the seed's shapes), far above it.
+#: dividing by that spread would give a small defect an astronomical score. Real good images'
+#: spreads are several times larger.
 DEPARTURE_SD_FLOOR = 0.1
 #: larger images are block-averaged to at most this many px a side (a wide stain survives; the
 #: registrations of a large training set stay cheap)
