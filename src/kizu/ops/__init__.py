@@ -1,4 +1,3 @@
-"""Pure array operations the core shares: resizing images and maps, smoothing, tiling.
-
-No state, no files: arrays in, arrays out.
-"""
+"""Pure array operations the core shares — resizing, smoothing, pooling, registration, connected
+regions, tiling — in numpy alone, so the same post-processing runs after any runtime (PyTorch or
+onnxruntime) and on a line PC without PyTorch or SciPy."""

@@ -30,9 +30,8 @@ from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
+from ..ops.resize import adaptive_avg_pool2d
 from .terms import HeldOut, Scored, ScoreTerm
 
 #: neighbours whose mean score is an image's local reference
@@ -55,7 +54,7 @@ def image_descriptors(images: np.ndarray) -> np.ndarray:
     if max(h, w) > SPECTRUM_MAX_SIDE:
         f = SPECTRUM_MAX_SIDE / max(h, w)
         h, w = max(1, round(h * f)), max(1, round(w * f))
-        x = F.adaptive_avg_pool2d(torch.from_numpy(np.ascontiguousarray(x)), (h, w)).numpy()
+        x = adaptive_avg_pool2d(x, (h, w))
     fy = np.fft.fftfreq(h)[:, None]
     fx = np.fft.rfftfreq(w)[None, :]
     edges = np.geomspace(1.0 / max(h, w), 0.5 * np.sqrt(2) + 1e-9, SPECTRUM_BANDS + 1)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from skimage.measure import label, regionprops
+
+from ..ops.labels import label_regions
 
 #: a box is at least this many px a side, or this share of the image's shorter side if larger
 MIN_BOX_PX, MIN_BOX_SHARE = 8, 0.04
@@ -22,7 +23,9 @@ def find_regions(anomaly_map: np.ndarray, threshold: float, *, max_regions: int 
     mask = anomaly_map > threshold
     if not mask.any():
         return []
-    out = [_region(r, anomaly_map.shape) for r in regionprops(label(mask, connectivity=2), intensity_image=anomaly_map)]
+    found = label_regions(mask, anomaly_map)
+    out = [_region(box, area, peak, anomaly_map.shape)
+           for box, area, peak in zip(found["bbox"], found["area"], found["max"])]
     out.sort(key=lambda d: -d["peak"])
     return out[:max_regions]
 
@@ -35,10 +38,9 @@ def peak_region(anomaly_map: np.ndarray) -> list[dict]:
     top, middle = float(anomaly_map.max()), float(np.median(anomaly_map))
     if not top > middle:
         return []
-    labels = label(anomaly_map > middle + 0.5 * (top - middle), connectivity=2)
-    peak = labels[np.unravel_index(int(anomaly_map.argmax()), anomaly_map.shape)]
-    region = next(r for r in regionprops(labels, intensity_image=anomaly_map) if r.label == peak)
-    return [_region(region, anomaly_map.shape)]
+    found = label_regions(anomaly_map > middle + 0.5 * (top - middle), anomaly_map)
+    k = found["labels"][np.unravel_index(int(anomaly_map.argmax()), anomaly_map.shape)] - 1
+    return [_region(found["bbox"][k], found["area"][k], found["max"][k], anomaly_map.shape)]
 
 
 def min_box(shape: tuple[int, int]) -> int:
@@ -46,13 +48,12 @@ def min_box(shape: tuple[int, int]) -> int:
     return min(max(MIN_BOX_PX, round(MIN_BOX_SHARE * min(shape))), *shape)
 
 
-def _region(r, shape: tuple[int, int]) -> dict:
-    y0, x0, y1, x1 = r.bbox
+def _region(box, area: int, peak: float, shape: tuple[int, int]) -> dict:
+    y0, x0, y1, x1 = (int(v) for v in box)
     side = min_box(shape)
     y0, y1 = _widen(y0, y1, side, shape[0])
     x0, x1 = _widen(x0, x1, side, shape[1])
-    return {"x": int(x0), "y": int(y0), "width": int(x1 - x0), "height": int(y1 - y0), "area": int(r.area),
-            "peak": float(r.intensity_max)}
+    return {"x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0, "area": int(area), "peak": float(peak)}
 
 
 def _widen(lo: int, hi: int, side: int, size: int) -> tuple[int, int]:

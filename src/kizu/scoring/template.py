@@ -38,11 +38,10 @@ from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
-from scipy import ndimage
-from skimage.registration import phase_cross_correlation
 
 from ..errors import KizuError
-from ..ops.maps import map_peaks
+from ..ops.maps import gaussian_filter, map_peaks
+from ..ops.registration import phase_cross_correlation, shift_linear
 from ..ops.resize import resize_maps
 from .terms import HeldOut, Scored, ScoreTerm
 
@@ -103,11 +102,11 @@ def _register(images: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np
     out, shifts = np.empty_like(images), np.zeros((len(images), 2))
     flat_reference = np.ptp(reference) == 0
     for i, im in enumerate(images):
-        if flat_reference or np.ptp(im) == 0:  # nothing to align (and skimage would warn)
+        if flat_reference or np.ptp(im) == 0:  # nothing to align
             out[i] = im
             continue
-        shifts[i], _, _ = phase_cross_correlation(reference, im, upsample_factor=10, normalization=None)
-        out[i] = ndimage.shift(im, shifts[i], order=1, mode="nearest")
+        shifts[i] = phase_cross_correlation(reference, im, upsample_factor=10)
+        out[i] = shift_linear(im, shifts[i])
     return out, shifts
 
 
@@ -164,7 +163,7 @@ class GoldenTemplate:
         shifted back into each image's own frame (still at ``1 / factor`` of its resolution)."""
         blurred, shifts = self._blurred(images, is_grey)
         z = _residuals(blurred, self.mean) / self.spread
-        maps = np.stack([ndimage.shift(np.abs(zi), -si, order=1, mode="nearest") for zi, si in zip(z, shifts)]) \
+        maps = np.stack([shift_linear(np.abs(zi), -si) for zi, si in zip(z, shifts)]) \
             if len(z) else np.zeros((0, *self.mean.shape))
         return map_peaks(np.abs(z)), maps.astype(np.float32)
 
@@ -190,7 +189,7 @@ class GoldenTemplate:
 
 
 def _blur(g: np.ndarray, sigma: float) -> np.ndarray:
-    return ndimage.gaussian_filter(g, sigma=(0, sigma, sigma), mode="nearest")
+    return gaussian_filter(np.asarray(g, dtype=np.float64), sigma)
 
 
 def _residuals(blurred: np.ndarray, mean: np.ndarray) -> np.ndarray:

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from ...ops.resize import resize_maps
 from ..base import as_image_batch
 from .backbones import DEFAULT_STAGES, MAX_UPSCALE, Backbone, make_backbone
 from .torch_utils import device_batch, full_precision_convs
@@ -39,7 +39,10 @@ BACKBONES = tuple(DEFAULT_STAGES)
 
 def upsample_maps(maps: np.ndarray | torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     """``(N, h, w)`` grid maps → ``(N, H, W)`` float32, bilinear (cell centres aligned)."""
-    return resize_maps(np.asarray(maps, dtype=np.float32), tuple(size))
+    t = torch.as_tensor(np.ascontiguousarray(maps, dtype=np.float32))
+    if tuple(t.shape[-2:]) == tuple(size):
+        return t.numpy()
+    return F.interpolate(t[None], size=tuple(int(v) for v in size), mode="bilinear", align_corners=False)[0].numpy()
 
 
 def _int(a) -> int:
