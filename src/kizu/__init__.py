@@ -10,31 +10,32 @@ The names below are imported on first use, so ``import kizu`` (and ``kizu --help
 
 from __future__ import annotations
 
-import importlib
+import os
+
+# Idle PyTorch (OpenMP) threads sleep instead of spinning: on a line PC that shares its cores with
+# camera and PLC software, spinning threads made inference several times slower (bench/throughput.py).
+# Set before PyTorch is first imported; an explicit setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from ._lazy import lazy_exports  # noqa: E402
 
 __version__ = "0.2.0"
 
 _API = {
-    "InspectionModel": "kizu.model", "Prediction": "kizu.model", "TrainConfig": "kizu.model",
-    "TrainingStep": "kizu.model", "Verdict": "kizu.model", "fit_model": "kizu.model", "verdicts": "kizu.model",
-    "load_model": "kizu.io", "save_model": "kizu.io", "read_image": "kizu.io", "decode_image": "kizu.io",
+    "InspectionModel": "kizu.model.inspection", "Prediction": "kizu.model.prediction",
+    "TrainConfig": "kizu.model.config", "TrainingStep": "kizu.model.training", "Verdict": "kizu.model.prediction",
+    "fit_model": "kizu.model.training", "verdicts": "kizu.model.prediction",
+    "load_model": "kizu.io.model_file", "save_model": "kizu.io.model_file", "load_bundle": "kizu.io.bundle",
+    "read_image": "kizu.io.images", "decode_image": "kizu.io.images",
     "inspect_files": "kizu.files", "score_files": "kizu.files",
-    "detectors": "kizu.detectors", "synth": "kizu.synth",
+    "detectors": "kizu.detectors", "synth": "kizu.synth", "defaults": "kizu.defaults",
 }
-
-
-def __getattr__(name: str):
-    if name not in _API:
-        raise AttributeError(f"module 'kizu' has no attribute {name!r}")
-    module = importlib.import_module(_API[name])
-    return module if module.__name__.endswith("." + name) else getattr(module, name)
+__getattr__ = lazy_exports(__name__, _API)
 
 
 def load_images(paths) -> list:
     """Read image files → list of ``(C, H, W)`` float32 arrays in [0, 1]."""
-    from .io import read_image
-
-    return [read_image(p) for p in paths]
+    return [__getattr__("read_image")(p) for p in paths]
 
 
 __all__ = sorted([*_API, "load_images", "__version__"])

@@ -38,15 +38,21 @@ Everything here is a pure function of numbers; nothing reads or writes files.
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import numpy as np
-from scipy import stats
 
 CONFORMAL = "conformal"
 CONDITIONAL = "conditional"
 _CONDITIONAL_ALIASES = ("conditional", "pac", "training-conditional", "calibration-conditional")
 _EPS = 1e-9  # same tolerance as kizu.calibration.conformal_threshold for floor(alpha (n+1))
+
+
+def _stats():
+    """``scipy.stats``, imported where a distribution is needed: reading a calibration and giving
+    p-values (the ONNX runtime on a line PC) needs no SciPy."""
+    return importlib.import_module("scipy.stats")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -84,7 +90,7 @@ def rank_far_distribution(n_cal: int, rank: int) -> dict:
         return {"rank": 0, "beta_a": None, "beta_b": None, "expected": 0.0, "std": 0.0,
                 "q05": 0.0, "median": 0.0, "q95": 0.0}
     a, b = float(rank), float(n_cal - rank + 1)
-    dist = stats.beta(a, b)
+    dist = _stats().beta(a, b)
     return {
         "rank": rank,
         "beta_a": a,
@@ -174,7 +180,7 @@ def conditional_threshold_rank(n_cal: int, alpha: float, delta: float) -> int | 
     _check_prob("alpha", alpha)
     _check_prob("delta", delta)
     ks = np.arange(1, n_cal + 1)
-    p_exceed = stats.binom.cdf(ks - 1, n_cal, alpha)  # P(FAR > alpha) for each k, increasing in k
+    p_exceed = _stats().binom.cdf(ks - 1, n_cal, alpha)  # P(FAR > alpha) for each k, increasing in k
     ok = np.nonzero(p_exceed <= delta)[0]
     if len(ok) == 0:
         return None

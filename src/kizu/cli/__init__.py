@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from . import demo, drift, evaluate, predict, serve, synth, threshold, train
+from . import demo, drift, evaluate, export, predict, serve, synth, threshold, train
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   context_settings={"max_content_width": 100},
@@ -18,6 +18,7 @@ app.command()(predict.predict)
 app.command()(evaluate.evaluate)
 app.command()(threshold.threshold)
 app.command()(drift.drift)
+app.command()(export.export)
 app.command()(serve.serve)
 app.command()(serve.watch)
 app.command()(serve.recalibrate)

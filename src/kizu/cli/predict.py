@@ -77,22 +77,24 @@ class Staging:
 
 @friendly_errors
 def predict(
-    model_dir: Path = typer.Argument(..., metavar="MODEL", help="model folder written by `kizu train`"),
+    model_dir: Path = typer.Argument(..., metavar="MODEL_OR_BUNDLE",
+                                     help="model folder (`kizu train`) or bundle folder (`kizu export`)"),
     inputs: list[Path] = typer.Argument(..., metavar="INPUT...", help="image files or folders (searched recursively)"),
     out: Path = typer.Option(..., "--out", "-o", help="results CSV: path, score, p_value, defective, ..."),
     maps: Path = typer.Option(None, help="write one float32 .npy anomaly map per image (H, W) here"),
     overlays: Path = typer.Option(None, help="write one PNG overlay per image here (heat map + defect boxes)"),
-    device: str = typer.Option(None, help="auto (a CUDA GPU when there is one) | cpu | cuda"),
+    device: str = typer.Option(None, help="torch runtime: auto (a CUDA GPU when there is one) | cpu | cuda"),
+    runtime: str = typer.Option(None, help="torch | onnx (default: onnx for a bundle, torch for a model)"),
     batch_size: int = typer.Option(64, min=1, help="images inspected at once"),
 ):
     """Inspect images; writes results.csv (+ maps, overlays).
 
     Nothing is written unless every input is a readable image of a size the model takes.
     """
-    from ..io import atomic_write_text, expand_inputs, load_model
+    from ..io import atomic_write_text, expand_inputs
 
     check_output_paths(out, [maps, overlays])
-    model = load_model(model_dir, device=device)
+    model = open_model(model_dir, runtime, device)
     found = expand_inputs(inputs)
     if maps is not None or overlays is not None:
         _check_distinct_outputs(found)
@@ -109,6 +111,33 @@ def predict(
     out_console.print(f"inspected {len(found)} images: {n_bad} defective, {len(found) - n_bad} good → {out}")
     for message in batch_warnings(model, p_values, channels):
         warn(message)
+
+
+def open_model(path: Path, runtime: str | None, device: str | None):
+    """A model folder or an exported bundle, with the runtime asked for: a bundle runs in onnxruntime;
+    a model runs in PyTorch, or (``onnx``) is exported to a temporary bundle first (checked as
+    ``kizu export`` checks it)."""
+    import tempfile
+
+    from ..errors import KizuError
+    from ..io.bundle import is_bundle, load_bundle
+
+    if runtime not in (None, "torch", "onnx"):
+        raise KizuError(f"--runtime {runtime!r}: expected torch or onnx")
+    if is_bundle(path):
+        if runtime == "torch":
+            raise KizuError(f"{path}: an exported bundle runs in onnxruntime only (--runtime onnx)")
+        return load_bundle(path)
+    from ..io.model_file import load_model
+
+    model = load_model(path, device=device)
+    if runtime != "onnx":
+        return model
+    from ..export.bundle import export_bundle
+
+    folder = Path(tempfile.mkdtemp(prefix="kizu-bundle-")) / "bundle"
+    export_bundle(model, folder)
+    return load_bundle(folder)
 
 
 def _inspect_all(model, found: list[tuple[Path, Path]], maps: Staging, overlays: Staging, batch_size: int

@@ -1,11 +1,15 @@
 """Where files are read and written: images and masks (``images``), folder layouts (``layouts``),
-atomic writes (``atomic``) and the model file (``model_file``: save, load, format migration)."""
+atomic writes (``atomic``), the model file (``model_file``: save, load, format migration) and the
+exported bundle (``bundle``). Names load on first use: reading a bundle never imports PyTorch."""
 
-from .atomic import atomic_write_bytes, atomic_write_text
-from .images import ImageFiles, decode_image, expand_inputs, list_images, read_image, write_image
-from .layouts import LabelledSet, read_mask, test_set, training_image_paths
-from .model_file import load_model, model_id, save_model
+from .._lazy import lazy_exports
 
-__all__ = ["ImageFiles", "LabelledSet", "atomic_write_bytes", "atomic_write_text", "decode_image", "expand_inputs",
-           "list_images", "load_model", "model_id", "read_image", "read_mask", "save_model", "test_set",
-           "training_image_paths", "write_image"]
+_NAMES = {
+    "atomic_write_bytes": ".atomic", "atomic_write_text": ".atomic",
+    "ImageFiles": ".images", "decode_image": ".images", "expand_inputs": ".images", "list_images": ".images",
+    "read_image": ".images", "write_image": ".images",
+    "LabelledSet": ".layouts", "read_mask": ".layouts", "test_set": ".layouts", "training_image_paths": ".layouts",
+    "load_model": ".model_file", "model_id": ".model_file", "save_model": ".model_file",
+}
+__getattr__ = lazy_exports(__name__, _NAMES)
+__all__ = sorted(_NAMES)

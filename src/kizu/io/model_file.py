@@ -26,15 +26,14 @@ from ..model.config import TrainConfig
 from ..model.inspection import InspectionModel
 from ..model.preprocess import Preprocessor
 from ..runtime.torch_runtime import TorchRuntime
-from ..scoring.reference import ReferenceTerm
-from ..scoring.rule import RuleTerm
-from ..scoring.template import TemplateTerm
-from ..scoring.terms import ScoreTerm
+from ..scoring.serial import TermError, read_terms, term_arrays
 from .atomic import atomic_directory, default_mode
 
 FORMAT_VERSION = 3
 READ_VERSIONS = (1, 2, 3)
 MODEL_JSON, WEIGHTS = "model.json", "weights.safetensors"
+#: safetensors key of a few good calibration images (uint8, working size) kept for export checks
+CHECK_IMAGES = "check.images"
 #: patch-knn options added after format version 1 was first written, with the values that reproduce
 #: models saved before them
 _PATCH_KNN_BEFORE = {"max_candidates": None, "max_upscale": 4.0, "pad": 0, "edge_cells": 0, "whiten": False,
@@ -62,10 +61,10 @@ def save_model(model: InspectionModel, path: str | Path) -> Path:
     check_model_destination(path)
     if model.detector is None:
         raise KizuError("this model has no PyTorch detector to save (it was loaded from an exported bundle)")
-    state = dict(model.detector.state_dict())
-    for term in model.terms:
-        state.update({f"{term.kind}.{k}": v for k, v in term.arrays().items()})
-    state = {k: np.require(v, requirements="C") for k, v in state.items()}
+    state = {k: np.require(v, requirements="C") for k, v in model.detector.state_dict().items()}
+    state.update(term_arrays(model.terms))
+    if model.check_images is not None:
+        state[CHECK_IMAGES] = model.check_images
     text = json.dumps(model_json(model), indent=2, allow_nan=False)
     with atomic_directory(path) as tmp:
         save_file(state, str(tmp / WEIGHTS))
@@ -127,14 +126,18 @@ def load_model(path: str | Path, *, device: str | None = None) -> InspectionMode
     except (KeyError, TypeError, ValueError) as err:
         raise ModelFileError(meta_file, _invalid(err)) from None
     arrays = {k: state.pop(k) for k in list(state) if k.split(".", 1)[0] in kinds}
+    check = state.pop(CHECK_IMAGES, None)
     try:
         det.load_state_dict(state)
     except (KeyError, RuntimeError, ValueError) as err:
         raise ModelFileError(weights_file, f"weights do not fit the detector ({err})") from None
-    terms = [_read_term(d, arrays, pre, meta_file, weights_file) for d in descriptions]
+    try:
+        terms = read_terms(descriptions, arrays, pre.size)
+    except TermError as err:
+        raise ModelFileError(meta_file if err.part == "description" else weights_file, str(err)) from None
     return InspectionModel(pre, TorchRuntime(det, pre.tile, pre.tile_stride), terms, cal,
                            detector_name=det.name, detector_config=det.config(), summary=meta.get("training", {}),
-                           config=config)
+                           config=config, check_images=check)
 
 
 def read_model_json(path: Path) -> dict[str, Any]:
@@ -181,30 +184,3 @@ def migrate(meta: dict[str, Any], meta_file: Path) -> dict[str, Any]:
 
 def _invalid(err: Exception) -> str:
     return f"incomplete or invalid model description ({type(err).__name__}: {err})"
-
-
-def _read_term(data: dict, arrays: dict[str, np.ndarray], pre: Preprocessor, meta_file: Path,
-               weights_file: Path) -> ScoreTerm:
-    kind = data.get("kind")
-    try:
-        if kind == "rule":
-            return RuleTerm.from_json(data)
-        if kind == "reference":
-            return ReferenceTerm.from_json(data)
-    except (KeyError, TypeError, ValueError) as err:
-        raise ModelFileError(meta_file, f"invalid {kind} term ({type(err).__name__}: {err})") from None
-    if kind != "template":
-        raise ModelFileError(meta_file, f"unknown score term {kind!r}")
-    try:
-        TemplateTerm.check_json(data)
-    except (KeyError, TypeError, ValueError) as err:
-        raise ModelFileError(meta_file, _invalid(err)) from None
-    try:
-        term = TemplateTerm.from_json(data, {k.split(".", 1)[1]: v for k, v in arrays.items()
-                                             if k.startswith("template.")})
-        f = term.template.factor
-        if term.template.mean.shape != (pre.size[0] // f, pre.size[1] // f):
-            raise ValueError(f"template {term.template.mean.shape} does not fit images of {pre.size} / {f}")
-    except (KeyError, TypeError, ValueError) as err:
-        raise ModelFileError(weights_file, f"damaged golden template ({type(err).__name__}: {err})") from None
-    return term

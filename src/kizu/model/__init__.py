@@ -1,10 +1,10 @@
 """The trained model: preprocessing (``preprocess``), inference (``inspection``: ``InspectionModel``),
 what it returns (``prediction``), how it is trained (``training``: ``fit_model``) and with what
-settings (``config``: ``TrainConfig``)."""
+settings (``config``: ``TrainConfig``). Names load on first use (inference needs no PyTorch)."""
 
-from .config import TrainConfig
-from .inspection import InspectionModel
-from .prediction import Prediction, Verdict, verdicts
-from .training import TrainingStep, fit_model
+from .._lazy import lazy_exports
 
-__all__ = ["InspectionModel", "Prediction", "TrainConfig", "TrainingStep", "Verdict", "fit_model", "verdicts"]
+_NAMES = {"InspectionModel": ".inspection", "Prediction": ".prediction", "Verdict": ".prediction",
+          "verdicts": ".prediction", "TrainConfig": ".config", "TrainingStep": ".training", "fit_model": ".training"}
+__getattr__ = lazy_exports(__name__, _NAMES)
+__all__ = sorted(_NAMES)

@@ -33,12 +33,14 @@ class InspectionModel:
     ``preprocessor`` (what every image goes through), ``runtime`` (the tensor part: detector maps),
     ``terms`` (score terms, the score rule first), ``calibration`` (scores of held-out good images
     and the threshold), ``detector_name``/``detector_config`` (what the runtime runs), ``summary``
-    (the training run) and ``config`` (how it was trained).
+    (the training run), ``config`` (how it was trained) and ``check_images`` (a few good calibration
+    images, ``(K, C, h, w)`` uint8 at the working size, that an export is checked on).
     """
 
     def __init__(self, preprocessor: Preprocessor, runtime: Runtime, terms: list[ScoreTerm],
                  calibration: Calibration, *, detector_name: str, detector_config: dict[str, Any],
-                 summary: dict[str, Any] | None = None, config: TrainConfig | None = None):
+                 summary: dict[str, Any] | None = None, config: TrainConfig | None = None,
+                 check_images: np.ndarray | None = None):
         if not terms or not isinstance(terms[0], RuleTerm):
             raise KizuError("a model's score terms must start with the score rule")
         self.preprocessor = preprocessor
@@ -49,6 +51,7 @@ class InspectionModel:
         self.detector_config = dict(detector_config)
         self.summary = summary or {}
         self.config = config
+        self.check_images = check_images
 
     # -- what the model holds --------------------------------------------------------------
     @property
@@ -104,9 +107,13 @@ class InspectionModel:
 
     def with_calibration(self, calibration: Calibration) -> "InspectionModel":
         """This model with another calibration (a new threshold; nothing else changes)."""
-        return InspectionModel(self.preprocessor, self.runtime, self.terms, calibration,
+        return self.with_runtime(self.runtime, calibration)
+
+    def with_runtime(self, runtime: Runtime, calibration: Calibration | None = None) -> "InspectionModel":
+        """This model with another runtime for its tensor part (and calibration, if given)."""
+        return InspectionModel(self.preprocessor, runtime, self.terms, calibration or self.calibration,
                                detector_name=self.detector_name, detector_config=self.detector_config,
-                               summary=self.summary, config=self.config)
+                               summary=self.summary, config=self.config, check_images=self.check_images)
 
     def __repr__(self) -> str:
         c = self.calibration

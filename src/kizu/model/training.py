@@ -47,6 +47,8 @@ from .preprocess import Preprocessor
 SCORE_SCALE_IMAGES = 32
 #: display maps of at most this many images are held at once while scoring training images
 CHUNK = 64
+#: good calibration images kept in a model for checking an export
+CHECK_IMAGES = 4
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,8 @@ def fit_model(images: Sequence[np.ndarray] | np.ndarray, config: TrainConfig | N
     held = side if side is not None else _final_held(runtime, rule, x[plan.final_held], template.template is not None)
     terms, held = _fit_terms(rule, held, x[plan.held_out], config, template)
     model = InspectionModel(pre, runtime, terms, Calibration([], config.alpha), detector_name=detector.name,
-                            detector_config=detector.config(), config=config)
+                            detector_config=detector.config(), config=config,
+                            check_images=check_images(x[plan.held_out]))
     model.calibration = _calibrate(model, held, x_fit, train_maps, config)
     model.summary = _summary(model, plan, config, len(x), fit_seconds, template, detector)
     return model
@@ -294,6 +297,13 @@ def _scores_and_peaks(model: InspectionModel, x: np.ndarray, maps: np.ndarray) -
     if not parts:
         return np.zeros(0), np.zeros(0)
     return np.concatenate([p.scores for p in parts]), np.concatenate([map_peaks(p.display) for p in parts])
+
+
+def check_images(x_held: np.ndarray, count: int = CHECK_IMAGES) -> np.ndarray:
+    """Up to ``count`` good calibration images spread over ``x_held`` ``(N, C, h, w)``, as uint8: kept in
+    the model so an exported runtime can be checked against it on real good images."""
+    idx = np.unique(np.linspace(0, len(x_held) - 1, min(count, len(x_held))).round().astype(int))
+    return np.clip(np.rint(x_held[idx] * 255.0), 0, 255).astype(np.uint8)
 
 
 def _pixel_threshold(peaks: np.ndarray, alpha: float) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..detectors.base import Detector
-from ..ops.tiling import extract_tiles, stitch_maps
+from .base import tiled_maps
 
 #: images (or tiles) given to the detector at once
 BATCH = 256
@@ -22,14 +22,9 @@ class TorchRuntime:
         self.own_score = detector.has_own_image_score and tile is None
 
     def maps(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        n, _, h, w = images.shape
-        if n == 0:
-            return np.zeros((0, h, w), np.float32), (np.zeros(0) if self.own_score else None)
-        own = self.own_scores(images)
-        if self.tile is None:
-            return self._batched(images), own
-        tiles = extract_tiles(images, self.tile, self.tile_stride)
-        return stitch_maps(self._batched(tiles), (h, w), self.tile, self.tile_stride), own
+        if len(images) == 0:
+            return tiled_maps(self._batched, images, None, None), (np.zeros(0) if self.own_score else None)
+        return tiled_maps(self._batched, images, self.tile, self.tile_stride), self.own_scores(images)
 
     def own_scores(self, images: np.ndarray) -> np.ndarray | None:
         """The detector's own ``(N,)`` image scores where the model uses them, else None."""
