@@ -127,11 +127,25 @@ def test_mvtec_folder_without_train_good(tmp_path):
     _one_line_error(run("train", tmp_path / "cat", "--out", tmp_path / "m", *FAST), "no train/good")
 
 
-def test_mixed_sizes(tmp_path):
-    d = _good_folder(tmp_path)
-    Image.fromarray(np.zeros((20, 16), np.uint8)).save(d / "odd.png")
-    _one_line_error(run("train", d, "--out", tmp_path / "m", *FAST), "odd.png", "16x20", "one size")
-    assert not (tmp_path / "m").exists()
+def test_mixed_sizes_and_orientations_train_without_resize(tmp_path):
+    d = tmp_path / "good"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):  # landscape images of several sizes, and a few portrait ones
+        h, w = int(rng.integers(20, 30)), int(rng.integers(32, 44))
+        a = (100 + 20 * rng.random((h, w))).astype(np.uint8)
+        Image.fromarray(a.T.copy() if i % 4 == 0 else a).save(d / f"{i}.png")
+    res = run("train", d, "--out", tmp_path / "m", *FAST)
+    assert res.exit_code == 0, res.output
+    assert "portrait images turned to landscape" in " ".join(res.output.split())
+    pre = json.loads((tmp_path / "m" / "model.json").read_text())["preprocess"]
+    assert pre["resize"] is True and pre["orient"] == "landscape" and pre["size"][0] < pre["size"][1]
+    out = tmp_path / "r.csv"
+    assert run("predict", tmp_path / "m", d, "--out", out, "--maps", tmp_path / "maps").exit_code == 0
+    for i in (0, 1):  # maps at each input's own size and orientation
+        img = np.asarray(Image.open(d / f"{i}.png"))
+        assert np.load(tmp_path / "maps" / f"{i}.npy").shape == img.shape
+    _one_line_error(run("train", d, "--out", tmp_path / "t", "--tile", "16", *FAST), "--tile", "one size")
 
 
 def test_size_differs_from_the_model(tmp_path, trained_model):

@@ -25,13 +25,23 @@ def run(*args):
 
 def test_progress_covers_every_fit_and_stage_in_order():
     steps = []
-    fit_model(make_shapes(30, 0, 0, seed=1).train, TrainConfig(detector="patch-knn", options=PIXELS, folds=3),
-              progress=steps.append)
+    fit_model(make_shapes(30, 0, 0, seed=1).train,
+              TrainConfig(detector="patch-knn", options=PIXELS, folds=3, calibration="cross"), progress=steps.append)
     stages = list(dict.fromkeys(s.stage for s in steps))
     assert stages == ["golden template", "fold 1/3", "fold 2/3", "fold 3/3", "final fit", "calibration"]
     assert all(s.fits == 4 for s in steps)
     fractions = [s.fraction for s in steps]
     assert fractions == sorted(fractions) and fractions[0] == 0.0 and 0.75 <= fractions[-1] <= 1.0
+
+
+def test_leave_own_out_progress_has_one_fit_and_no_folds():
+    steps = []
+    model = fit_model(make_shapes(30, 0, 0, seed=1).train,
+                      TrainConfig(detector="patch-knn", options=PIXELS, folds=3), progress=steps.append)
+    assert model.summary["calibration"] == "loo" and model.summary["n_calibration"] == 30
+    stages = list(dict.fromkeys(s.stage for s in steps))
+    assert stages == ["golden template", "final fit", "calibration"]
+    assert all(s.fits == 1 for s in steps)
 
 
 def test_too_few_images_are_refused_before_any_work_naming_the_folder_and_the_way_out(tmp_path):

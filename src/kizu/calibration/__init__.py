@@ -6,6 +6,7 @@ cross-conformal schemes), ``guarantees`` (what a threshold promises, in plain wo
 """
 
 from .conformal import Calibration, conformal_p_values, conformal_threshold
-from .strategies import CrossConformal, HoldOut, choose_strategy
+from .strategies import CrossConformal, HoldOut, LeaveOwnOut, choose_strategy
 
-__all__ = ["Calibration", "CrossConformal", "HoldOut", "choose_strategy", "conformal_p_values", "conformal_threshold"]
+__all__ = ["Calibration", "CrossConformal", "HoldOut", "LeaveOwnOut", "choose_strategy", "conformal_p_values",
+           "conformal_threshold"]

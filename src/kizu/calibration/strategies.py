@@ -8,6 +8,12 @@ comes from a model that did not fit that image, so conformal p-values keep their
 ``HoldOut(fraction)``: a seeded random ``fraction`` of the images is never fitted; the final model
 scores them. ``CrossConformal(folds)``: ``folds`` extra models each score the fold they did not see,
 and the final model is fitted on every image (no image wasted, ``folds + 1`` fits).
+``LeaveOwnOut(folds)``: one model fitted on every image scores each image without what it learnt
+from that image (``patch-knn``: its memory rows; ``Detector.training_maps``): no fold models, whose
+sparser memories score good images higher than the final model does. Statistics fitted on all
+images (the coreset's choice, the score scales) still saw each image, which can only make its score
+higher than a new image's: the threshold errs on the cautious side (``bench/calibration_splits.py``
+measures how far). ``folds`` here only split the golden template's fits.
 """
 
 from __future__ import annotations
@@ -33,12 +39,16 @@ class Split(NamedTuple):
 @dataclass(frozen=True)
 class CalibrationPlan:
     """``side_fits``: models fitted only to score held-out images; ``final_fit``: the images the final
-    model is fitted on; ``final_held``: the images the final model scores as unseen. ``held_out``:
-    every calibration image, in the order calibration scores are kept (ascending index)."""
+    model is fitted on; ``final_held``: the images the final model scores as unseen (``own_out``:
+    each without what the model learnt from it). ``held_out``: every calibration image, in the
+    order calibration scores are kept (ascending index). ``template_splits``: the golden
+    template's held-out fits (``None``: fitted on ``final_fit``, scoring ``final_held``)."""
 
     side_fits: tuple[Split, ...]
     final_fit: np.ndarray
     final_held: np.ndarray
+    own_out: bool = False
+    template_splits: tuple[Split, ...] | None = None
 
     @property
     def held_out(self) -> np.ndarray:
@@ -72,9 +82,6 @@ class HoldOut:
         perm = np.random.default_rng(seed).permutation(n)
         return CalibrationPlan((), np.sort(perm[n_cal:]), np.sort(perm[:n_cal]))
 
-    def summary(self) -> dict:
-        return {"calibration": self.name, "folds": None, "calibration_fraction": self.fraction}
-
 
 @dataclass(frozen=True)
 class CrossConformal:
@@ -86,22 +93,42 @@ class CrossConformal:
     def plan(self, n: int, seed: int) -> CalibrationPlan:
         if not 2 <= self.folds <= n // 2:
             raise KizuError(f"cross-conformal calibration needs 2 <= folds <= n/2 (n = {n}), not {self.folds}")
-        return CalibrationPlan(tuple(cross_folds(n, self.folds, seed)), np.arange(n), np.zeros(0, np.int64))
-
-    def summary(self) -> dict:
-        return {"calibration": self.name, "folds": self.folds, "calibration_fraction": 0.0}
+        folds = tuple(cross_folds(n, self.folds, seed))
+        return CalibrationPlan(folds, np.arange(n), np.zeros(0, np.int64), template_splits=folds)
 
 
-def choose_strategy(name: str, n: int, *, fraction: float = 0.2, folds: int = 5,
-                    threshold_rule: str = "conformal") -> HoldOut | CrossConformal:
-    """The scheme for ``n`` good images: ``holdout``, ``cross`` or ``auto`` — cross-conformal for
-    4 to ``CROSS_UP_TO`` images (hold-out wastes images, and 20 calibration scores give a noisy
+@dataclass(frozen=True)
+class LeaveOwnOut:
+    """One model fits every image and scores each without what it learnt from that image."""
+
+    folds: int = 5
+    name = "loo"
+
+    def plan(self, n: int, seed: int) -> CalibrationPlan:
+        if n < 4:
+            raise KizuError(f"only {n} good images: too few to train and calibrate (need at least 4)")
+        folds = tuple(cross_folds(n, min(self.folds, n // 2), seed))
+        return CalibrationPlan((), np.arange(n), np.arange(n), own_out=True, template_splits=folds)
+
+
+def choose_strategy(name: str, n: int, *, fraction: float = 0.2, folds: int = 5, threshold_rule: str = "conformal",
+                    own_out: bool = False) -> HoldOut | CrossConformal | LeaveOwnOut:
+    """The scheme for ``n`` good images: ``holdout``, ``cross``, ``loo`` or ``auto`` — leave-own-out
+    where the detector can score a fitted image without it (``own_out``), else cross-conformal for 4
+    to ``CROSS_UP_TO`` images (hold-out wastes images, and 20 calibration scores give a noisy
     threshold; a handful of images gets fewer folds rather than an error), else hold-out."""
     if name == "auto":
-        small = 4 <= n <= CROSS_UP_TO and fraction > 0 and threshold_rule != "train-quantile"
-        return CrossConformal(min(folds, n // 2)) if small else HoldOut(fraction)
+        usable = n >= 4 and fraction > 0 and threshold_rule != "train-quantile"
+        if usable and own_out:
+            return LeaveOwnOut(folds)
+        return CrossConformal(min(folds, n // 2)) if usable and n <= CROSS_UP_TO else HoldOut(fraction)
+    if name == "loo":
+        if not own_out:
+            raise KizuError("--calibration loo needs a detector that can leave an image out of what it learnt "
+                            "(patch-knn, untiled)")
+        return LeaveOwnOut(folds)
     if name == "cross":
         return CrossConformal(folds)
     if name == "holdout":
         return HoldOut(fraction)
-    raise KizuError(f"calibration must be 'auto', 'holdout' or 'cross', not {name!r}")
+    raise KizuError(f"calibration must be 'auto', 'holdout', 'cross' or 'loo', not {name!r}")

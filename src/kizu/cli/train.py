@@ -75,8 +75,9 @@ def train(
     threshold_rule: str = typer.Option(defaults.THRESHOLD_RULE, help="conformal (FAR <= alpha on average), conditional "
                                        "(FAR <= alpha with probability >= 1 - delta), train-quantile"),
     delta: float = typer.Option(defaults.DELTA, help="conditional rule: allowed probability that FAR exceeds alpha"),
-    calibration: str = typer.Option(defaults.CALIBRATION, help="holdout, cross (cross-conformal), auto: cross up to "
-                                    "300 images"),
+    calibration: str = typer.Option(defaults.CALIBRATION, help="holdout, cross (cross-conformal), loo (one "
+                                    "model scores each image without its own memory rows; patch-knn untiled), auto: "
+                                    "loo where possible, else cross up to 300 images, else holdout"),
     calibration_fraction: float = typer.Option(defaults.CALIBRATION_FRACTION, help="holdout: share of good images "
                                                "held out"),
     folds: int = typer.Option(defaults.FOLDS, help="cross: folds"),
@@ -121,6 +122,7 @@ def report_training(model, out: Path) -> None:
     c = model.calibration
     out_console.print(f"saved {out}: {model.summary['n_fit']} images fitted, {model.summary['n_calibration']} "
                       f"calibration, threshold {c.threshold:.6g} ({c.rule}, alpha={c.alpha:g})")
+    out_console.print(f"preprocessing: {model.preprocessor.describe()}")
     out_console.print(c.statement())
     if model.reference is not None and model.reference.weight > 0:
         out_console.print(f"note: the good images are not all alike (similar images predict "

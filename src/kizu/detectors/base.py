@@ -67,6 +67,9 @@ class Detector(ABC):
     uses_device: ClassVar[bool] = False
     #: how a model reduces this detector's maps to image scores by default (:mod:`kizu.scoring.rule`)
     default_reducer: ClassVar[str] = "max"
+    #: True when ``training_maps`` maps each fitted image without what the detector learnt from it,
+    #: as an unseen image (leave-own-out calibration, ``kizu.calibration.strategies.LeaveOwnOut``)
+    leaves_own_out: ClassVar[bool] = False
 
     def __init__(self, *, device: str = "auto", **options: Any):
         self.options = self.make_options(options)

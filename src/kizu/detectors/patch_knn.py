@@ -39,7 +39,7 @@ explains every option; docs/detectors.md says how the defaults were chosen.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -52,6 +52,19 @@ from .registry import register
 
 #: interior cells sampled (at most) for the edge profile; border cells are all used
 EDGE_INTERIOR_SAMPLES = 20_000
+#: ``stages="auto"``: the network's stages (2, 3) — strides 8 and 16, PatchCore's choice — where the
+#: network input's short side is at least this many px, else (1, 2): on small images the stride-8
+#: grid is too coarse for defects of a few pixels, on larger photographs the deeper context finds
+#: structural defects (docs/detectors.md)
+AUTO_DEEP_FROM = 224
+AUTO_DEEP_STAGES, AUTO_FINE_STAGES = (2, 3), (1, 2)
+
+
+def auto_stages(h: int, w: int, input_size: int, max_upscale: float) -> list[int]:
+    """The stages ``stages="auto"`` picks for ``h`` × ``w`` px images (``AUTO_DEEP_FROM``)."""
+    f = min(input_size / min(h, w), max_upscale)
+    short = max(1, round(min(h, w) * f))
+    return list(AUTO_DEEP_STAGES if short >= AUTO_DEEP_FROM else AUTO_FINE_STAGES)
 
 
 def edge_classes(n: int, cells: int) -> np.ndarray:
@@ -67,7 +80,8 @@ class PatchKNNOptions(Options):
     """Hyper-parameters of ``patch-knn``; the defaults are kizu's default detector."""
 
     backbone: str = option("lite0", f"feature extractor: one of {', '.join(BACKBONES)}")
-    stages: list[int] | None = option(None, "network stages (or pixel pyramid levels) whose features are used")
+    stages: list[int] | str | None = option("auto", "network stages (or pixel pyramid levels) whose features are "
+                                                    "used; auto: by image size (auto_stages)")
     k: int = option(1, "nearest memory vectors whose mean distance is a location's anomaly")
     coreset_fraction: float = option(0.1, "share of the training vectors kept in the memory")
     memory_size: int | None = option(None, "memory size in vectors (overrides coreset_fraction)")
@@ -112,7 +126,8 @@ class PatchKNNOptions(Options):
         for name in ("memory_size", "max_candidates", "feature_dim"):
             value = getattr(self, name)
             self._set(name, None if value is None else int(value))
-        self._set("stages", None if self.stages is None else [int(v) for v in self.stages])
+        if self.stages not in (None, "auto"):
+            self._set("stages", [int(v) for v in self.stages])
         self._set("center", bool(self.center))
         self._set("whiten", bool(self.whiten))
 
@@ -124,10 +139,11 @@ class PatchKNNDetector(GridMapDetector):
     name = "patch-knn"
     Options = PatchKNNOptions
     #: ``pixels``: the bare detector on raw multi-scale pixel patches (no network weights)
-    presets = {"default": {}, "pixels": dict(backbone="pixels", feature_dim=32, max_memory=4000, brightness=0.0,
-                                              brightness_surround=0)}
+    presets = {"default": {}, "pixels": dict(backbone="pixels", stages=None, feature_dim=32, max_memory=4000,
+                                              brightness=0.0, brightness_surround=0)}
     # peak + mean of the map: see "Image score" in the module docstring
     default_reducer = "max+mean"
+    leaves_own_out = True
 
     def __init__(self, *, device: str = "auto", **options: Any):
         super().__init__(device=device, **options)
@@ -141,7 +157,7 @@ class PatchKNNDetector(GridMapDetector):
     def _make_features(self) -> LocalFeatures:
         o = self.options
         return LocalFeatures(
-            backbone=o.backbone, stages=o.stages, patch=o.patch, max_grid=o.max_grid,
+            backbone=o.backbone, stages=None if o.stages == "auto" else o.stages, patch=o.patch, max_grid=o.max_grid,
             center=o.center, dim=o.feature_dim, input_size=o.input_size,
             max_upscale=o.max_upscale, pad=o.pad, whiten=o.whiten,
             brightness=o.brightness, brightness_surround=o.brightness_surround, device=self.torch_device,
@@ -152,6 +168,7 @@ class PatchKNNDetector(GridMapDetector):
         if len(x) == 0:
             raise ValueError("need at least one good image")
         seed = 0 if seed is None else int(seed)
+        self._resolve_stages(*x.shape[-2:])
         self.features = self._make_features()
         feats, _ = self.features.fit_transform(x, seed=seed)
         if progress:
@@ -176,6 +193,14 @@ class PatchKNNDetector(GridMapDetector):
         if progress:
             progress(3, 3, {"memory": float(len(self._memory))})
         return self
+
+    def _resolve_stages(self, h: int, w: int) -> None:
+        """``stages="auto"``: the stages for ``h`` × ``w`` px images, kept in the options (and so in the
+        saved configuration) as the list chosen."""
+        o = self.options
+        if o.stages == "auto":
+            stages = None if o.backbone == "pixels" else auto_stages(h, w, o.input_size, o.max_upscale)
+            self.options = replace(o, stages=stages)
 
     def _edge_profile(self, vecs: np.ndarray, mem_image: np.ndarray, n_img: int, h: int, w: int,
                       seed: int) -> np.ndarray:

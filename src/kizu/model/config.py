@@ -13,7 +13,7 @@ from ..calibration.conformal import THRESHOLD_RULES
 from ..errors import KizuError
 from ..scoring.rule import REDUCERS
 
-CALIBRATIONS = ("auto", "holdout", "cross")
+CALIBRATIONS = ("auto", "holdout", "cross", "loo")
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,8 @@ class TrainConfig:
     ``detector`` and its ``options`` (on top of the detector's defaults, ``kizu detectors``);
     ``seed`` (the same seed gives the same model and scores); ``alpha`` (target false-alarm rate)
     under ``threshold_rule`` (``conformal``, ``conditional`` with ``delta``, ``train-quantile``);
-    ``calibration`` (``auto``, ``holdout`` with ``calibration_fraction``, ``cross`` with ``folds``);
+    ``calibration`` (``auto``, ``holdout`` with ``calibration_fraction``, ``cross`` with ``folds``,
+    ``loo``);
     ``score``/``sigma``/``topk`` (the image-score rule; None: the detector's reduction and
     ``defaults.SIGMA``); ``resize`` (H, W) for
     every image, ``max_side`` (larger images are inspected scaled down; 0/None: never), ``tile`` and
@@ -57,7 +58,7 @@ class TrainConfig:
         if self.threshold_rule not in THRESHOLD_RULES:
             raise KizuError(f"unknown threshold rule {self.threshold_rule!r}; choose one of {THRESHOLD_RULES}")
         if self.calibration not in CALIBRATIONS:
-            raise KizuError(f"calibration must be 'auto', 'holdout' or 'cross', not {self.calibration!r}")
+            raise KizuError(f"calibration must be 'auto', 'holdout', 'cross' or 'loo', not {self.calibration!r}")
         if not 0 <= self.calibration_fraction < 1:
             raise KizuError(f"calibration fraction must be in [0, 1), not {self.calibration_fraction}")
         if self.score is not None and self.score not in REDUCERS:

@@ -90,9 +90,10 @@ class InspectionModel:
         x = self.preprocessor.apply_all(images, paths)
         scored = self.score(x)
         cal = self.calibration
+        shapes = [tuple(a.shape[1:]) for a in images]
         return Prediction(scored.scores, cal.p_values(scored.scores), cal.is_defective(scored.scores),
-                          cal.normalized(scored.scores), scored.display, [tuple(a.shape[1:]) for a in images],
-                          cal.pixel_threshold)
+                          cal.normalized(scored.scores), scored.display, shapes, cal.pixel_threshold,
+                          [self.preprocessor.turned(s) for s in shapes])
 
     def inspect(self, images: list[np.ndarray] | np.ndarray, paths: list | None = None) -> list[Verdict]:
         """``predict`` then one ``Verdict`` per image (map at the image's resolution, regions)."""

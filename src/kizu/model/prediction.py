@@ -21,7 +21,7 @@ class Prediction:
     ``(N,)`` bool, score above the threshold; ``normalized`` ``(N,)`` 0–1 scores for people (0.5 at
     the threshold); ``maps`` ``(N, h, w)`` float32 display maps at the model's working resolution;
     ``input_shapes``: each image's ``(H, W)``; ``pixel_threshold``: the display-map level regions
-    are drawn at.
+    are drawn at; ``turned``: which images were turned a quarter to the model's orientation.
     """
 
     scores: np.ndarray
@@ -31,6 +31,8 @@ class Prediction:
     maps: np.ndarray
     input_shapes: list[tuple[int, int]]
     pixel_threshold: float
+    #: per image: turned a quarter before inspection (``Preprocessor.orient``), its map turned back here
+    turned: list[bool] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -56,12 +58,19 @@ def verdicts(prediction: Prediction, paths: list | None = None) -> list[Verdict]
     paths = list(paths) if paths is not None else [None] * len(prediction)
     out = []
     for i, shape in enumerate(prediction.input_shapes):
-        m = resize_maps(prediction.maps[i:i + 1], shape)[0]
+        m = _input_map(prediction.maps[i], shape, bool(prediction.turned and prediction.turned[i]))
         defective = bool(prediction.defective[i])
         regions = _regions(m, prediction.pixel_threshold) if defective else []
         out.append(Verdict(float(prediction.scores[i]), float(prediction.p_values[i]), defective,
                            float(prediction.normalized[i]), m, regions, None if paths[i] is None else str(paths[i])))
     return out
+
+
+def _input_map(display: np.ndarray, shape: tuple[int, int], turned: bool) -> np.ndarray:
+    """A display map ``(h, w)`` back at its input's ``shape`` (and orientation)."""
+    if not turned:
+        return resize_maps(display[None], shape)[0]
+    return np.ascontiguousarray(np.rot90(resize_maps(display[None], shape[::-1])[0], -1))
 
 
 def _regions(anomaly_map: np.ndarray, pixel_threshold: float) -> list[dict]:

@@ -40,8 +40,10 @@ class Preprocessor:
     ``channels``: 1 (grey) or 3 (RGB). ``size``: (H, W) the detector works at. ``resize``: when
     False, inputs must already be ``input_size`` (an error otherwise); when True, any input is
     resized to ``size``. ``input_size``: the training images' size when it differs from ``size``
-    (large images inspected at a capped size, ``MAX_SIDE``); None means ``size``. Maps are always
-    resized back to each input's resolution.
+    (large images inspected at a capped size, ``MAX_SIDE``); None means ``size``. ``orient``:
+    ``"landscape"`` or ``"portrait"`` — an image of the other orientation is turned a quarter
+    (``np.rot90``) before resizing, and its map turned back (``turned``). Maps are always resized
+    back to each input's resolution.
     """
 
     channels: int
@@ -51,6 +53,7 @@ class Preprocessor:
     tile: int | None = None
     tile_stride: int | None = None
     input_size: tuple[int, int] | None = None
+    orient: str | None = None
 
     @classmethod
     def for_training(cls, images: Sequence[np.ndarray], paths: list[Path], *, resize_to: tuple[int, int] | None = None,
@@ -79,18 +82,50 @@ class Preprocessor:
             pre = cls(channels, (int(resize_to[0]), int(resize_to[1])), True, **tiling)
             pre._check_tile()
             return pre
+        if len(set(shapes)) > 1:
+            if tile is not None:
+                raise InputError(paths[0].parent, "--tile needs training images of one size (or --resize WxH)")
+            return cls.for_mixed_sizes(shapes, channels, max_side)
         h, w = shapes[0]
-        for shape, p in zip(shapes, paths):
-            if shape != (h, w):
-                raise InputError(
-                    p, f"image is {shape[1]}x{shape[0]} px but {paths[0].name} is {w}x{h} px; training images "
-                    "must share one size (or pass --resize WxH)")
         if tile is None and max_side and max(h, w) > max_side:
             f = max_side / max(h, w)
             return cls(channels, (max(1, round(h * f)), max(1, round(w * f))), False, input_size=(h, w))
         pre = cls(channels, (h, w), False, **tiling)
         pre._check_tile()
         return pre
+
+    @classmethod
+    def for_mixed_sizes(cls, shapes: list[tuple[int, int]], channels: int, max_side: int | None) -> "Preprocessor":
+        """Training images of several sizes: the majority's orientation (the others turned a quarter)
+        and their median height and width, scaled down to ``max_side`` — every image is resized to
+        that, at training and at inspection alike."""
+        landscape = sum(w > h for h, w in shapes) * 2 >= len(shapes)
+        oriented = [(min(s), max(s)) if landscape else (max(s), min(s)) for s in shapes]
+        h, w = (int(round(float(np.median([s[i] for s in oriented])))) for i in (0, 1))
+        if max_side and max(h, w) > max_side:
+            f = max_side / max(h, w)
+            h, w = max(1, round(h * f)), max(1, round(w * f))
+        return cls(channels, (h, w), True, orient="landscape" if landscape else "portrait")
+
+    def turned(self, shape: tuple[int, int]) -> bool:
+        """Whether an input of ``(H, W)`` is turned a quarter before inspection (``orient``)."""
+        h, w = shape
+        return h != w and self.orient is not None and (w > h) != (self.orient == "landscape")
+
+    def describe(self) -> str:
+        """What happens to every image, in words (``kizu train`` prints it)."""
+        h, w = self.size
+        parts = [f"{'grey' if self.channels == 1 else 'colour'} images inspected at {w}x{h} px"]
+        if self.orient:
+            parts.append(f"{'portrait' if self.orient == 'landscape' else 'landscape'} images turned to "
+                         f"{self.orient} first")
+        if self.resize:
+            parts.append("any input size is resized to it")
+        elif self.input_size:
+            parts.append(f"from {self.input_size[1]}x{self.input_size[0]} px inputs")
+        if self.tile:
+            parts.append(f"as {self.tile}-px tiles at stride {self.tile_stride}")
+        return "; ".join(parts)
 
     def _check_tile(self) -> None:
         if self.tile is not None and (self.tile > self.size[0] or self.tile > self.size[1]):
@@ -100,6 +135,8 @@ class Preprocessor:
         """One ``(C, H, W)`` image → ``(channels, *size)``; a size mismatch is an error naming ``path``."""
         self.check(image, path)
         image = to_channels(image, self.channels)
+        if self.turned(image.shape[1:]):
+            image = np.rot90(image, 1, axes=(1, 2))
         if image.shape[1:] != self.size:
             image = resize_image(image, self.size)
         return np.ascontiguousarray(image, dtype=np.float32)
@@ -137,6 +174,9 @@ class Preprocessor:
     @classmethod
     def from_json(cls, d: dict) -> "Preprocessor":
         tile, stride, native = d.get("tile"), d.get("tile_stride"), d.get("input_size")
+        orient = d.get("orient")
+        if orient not in (None, "landscape", "portrait"):
+            raise ValueError(f"orient must be landscape, portrait or null, not {orient!r}")
         return cls(int(d["channels"]), (int(d["size"][0]), int(d["size"][1])), bool(d.get("resize", False)),
                    None if tile is None else int(tile), None if stride is None else int(stride),
-                   None if native is None else (int(native[0]), int(native[1])))
+                   None if native is None else (int(native[0]), int(native[1])), orient)

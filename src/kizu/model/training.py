@@ -29,7 +29,7 @@ from .. import defaults
 from ..calibration.conformal import Calibration, conformal_threshold
 from ..calibration.guarantees import min_calibration_size
 from ..calibration.strategies import CalibrationPlan, choose_strategy
-from ..detectors import create
+from ..detectors import create, detector_class
 from ..detectors.base import Detector
 from ..errors import KizuError
 from ..ops.maps import map_peaks
@@ -97,7 +97,7 @@ def fit_model(images: Sequence[np.ndarray] | np.ndarray, config: TrainConfig | N
     rule, train_maps = _fit_final(detector, pre, rule, x_fit, config.seed, defective_images, report)
     fit_seconds = time.perf_counter() - t_start
     runtime = TorchRuntime(detector, pre.tile, pre.tile_stride)
-    held = side if side is not None else _final_held(runtime, rule, x[plan.final_held], template.template is not None)
+    held = side if side is not None else _final_held(runtime, rule, x, plan, template.template is not None)
     terms, held = _fit_terms(rule, held, x[plan.held_out], config, template)
     model = InspectionModel(pre, runtime, terms, Calibration([], config.alpha), detector_name=detector.name,
                             detector_config=detector.config(), config=config,
@@ -110,8 +110,9 @@ def fit_model(images: Sequence[np.ndarray] | np.ndarray, config: TrainConfig | N
 def calibration_plan(n: int, config: TrainConfig) -> CalibrationPlan:
     """Which of ``n`` good images the calibration scheme fits and holds out; refuses (before any
     work) a set too small to calibrate at ``config.alpha`` (``check_enough_images``)."""
+    own_out = detector_class(config.detector).leaves_own_out and config.tile is None
     plan = choose_strategy(config.calibration, n, fraction=config.calibration_fraction, folds=config.folds,
-                           threshold_rule=config.threshold_rule).plan(n, config.seed)
+                           threshold_rule=config.threshold_rule, own_out=own_out).plan(n, config.seed)
     check_enough_images(n, len(plan.held_out), config)
     return plan
 
@@ -186,7 +187,8 @@ def _held_out_template(x: np.ndarray, plan: CalibrationPlan, pre: Preprocessor, 
     if not wanted:
         return HeldOutTemplate.OFF
     report.stage("golden template")
-    return held_out_template(x, list(plan.side_fits), plan.final_fit, plan.final_held, bool(config.template))
+    return held_out_template(x, list(plan.template_splits or ()), plan.final_fit, plan.final_held,
+                             bool(config.template))
 
 
 def _side_fits(detector: Detector, pre: Preprocessor, rule: RuleTerm, x: np.ndarray, plan: CalibrationPlan,
@@ -253,9 +255,17 @@ def scale_subset(n: int) -> np.ndarray:
     return np.sort(np.random.default_rng(n).choice(n, SCORE_SCALE_IMAGES, replace=False))
 
 
-def _final_held(runtime: TorchRuntime, rule: RuleTerm, x_held: np.ndarray, keep_display: bool) -> HeldOut:
-    """Hold-out calibration: the final model's rule scores of images it did not fit."""
-    held = rule.apply(Scored(*runtime.maps(x_held)), x_held)
+def _final_held(runtime: TorchRuntime, rule: RuleTerm, x: np.ndarray, plan: CalibrationPlan,
+                keep_display: bool) -> HeldOut:
+    """The final model's rule scores of its calibration images: images it did not fit (hold-out),
+    or every fitted image without what the detector learnt from it (leave-own-out)."""
+    x_held = x[plan.final_held]
+    if plan.own_out:
+        maps = np.concatenate([runtime.detector.training_maps(x_held[i:i + CHUNK], plan.final_held[i:i + CHUNK])
+                               for i in range(0, len(x_held), CHUNK)])
+        held = rule.apply(Scored(maps), x_held)
+    else:
+        held = rule.apply(Scored(*runtime.maps(x_held)), x_held)
     peaks = map_peaks(held.display)
     return HeldOut(held.scores, held.display if keep_display else None, peaks, np.full(len(x_held), held.map_scale),
                    held.peak_scale is not None)
@@ -315,7 +325,7 @@ def _pixel_threshold(peaks: np.ndarray, alpha: float) -> float:
 
 def _summary(model: InspectionModel, plan: CalibrationPlan, config: TrainConfig, n: int, fit_seconds: float,
              template: HeldOutTemplate, detector: Detector) -> dict[str, Any]:
-    strategy = "cross" if plan.side_fits else "holdout"
+    strategy = "cross" if plan.side_fits else "loo" if plan.own_out else "holdout"
     reference = model.reference
     return {
         "n_images": n, "n_fit": int(len(plan.final_fit)), "n_calibration": int(len(model.calibration.scores)),

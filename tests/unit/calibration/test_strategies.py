@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from kizu.calibration.strategies import CROSS_UP_TO, CrossConformal, HoldOut, choose_strategy, cross_folds
+from kizu.calibration.strategies import (
+    CROSS_UP_TO,
+    CrossConformal,
+    HoldOut,
+    LeaveOwnOut,
+    choose_strategy,
+    cross_folds,
+)
 from kizu.errors import KizuError
 
 
@@ -38,8 +45,24 @@ def test_auto_chooses_cross_for_small_sets_and_holdout_for_large_ones():
     assert isinstance(choose_strategy("auto", 100, threshold_rule="train-quantile"), HoldOut)
 
 
+def test_auto_leaves_each_image_own_out_where_the_detector_can():
+    assert isinstance(choose_strategy("auto", 100, own_out=True), LeaveOwnOut)
+    assert isinstance(choose_strategy("auto", 5000, own_out=True), LeaveOwnOut)
+    assert isinstance(choose_strategy("auto", 100, own_out=True, threshold_rule="train-quantile"), HoldOut)
+    with pytest.raises(KizuError, match="patch-knn"):
+        choose_strategy("loo", 100, own_out=False)
+
+
+def test_leave_own_out_fits_every_image_once_and_scores_every_image():
+    plan = LeaveOwnOut(5).plan(23, seed=0)
+    assert plan.own_out and not plan.side_fits
+    assert list(plan.final_fit) == list(range(23)) and list(plan.held_out) == list(range(23))
+    assert [len(s.held) for s in plan.template_splits] == [len(s.held) for s in cross_folds(23, 5, seed=0)]
+
+
 @pytest.mark.parametrize("make", [lambda: HoldOut(0.95).plan(10, 0), lambda: CrossConformal(8).plan(10, 0),
-                                  lambda: HoldOut(1.0), lambda: choose_strategy("both", 10)])
+                                  lambda: HoldOut(1.0), lambda: choose_strategy("both", 10),
+                                  lambda: LeaveOwnOut().plan(3, 0)])
 def test_impossible_schemes_are_one_clear_error(make):
     with pytest.raises(KizuError):
         make()

@@ -15,7 +15,7 @@ from kizu.detectors._components.coreset import NNIndex, covering_radius, kcenter
 from kizu.detectors._components.features import LocalFeatures, as_image_batch
 from kizu.detectors._components.torch_utils import device_batch
 from kizu.detectors.patch_gaussian import PatchGaussianDetector
-from kizu.detectors.patch_knn import PatchKNNDetector, edge_classes
+from kizu.detectors.patch_knn import PatchKNNDetector, auto_stages, edge_classes
 from kizu.detectors.registry import detector_class
 from kizu.scoring.rule import reduce_maps
 from kizu.synth.shapes import make_shapes
@@ -536,3 +536,23 @@ def test_nn_index_on_the_gpu_equals_the_cpu():
     d_gpu, i_gpu = NNIndex(mem, device="cuda").search(q, 3, return_indices=True)
     assert np.allclose(d_gpu, d_cpu, atol=1e-4) and (i_gpu == i_cpu).mean() > 0.99
     assert np.array_equal(kcenter_greedy(mem, 50, seed=1, device="cuda"), kcenter_greedy(mem, 50, seed=1))
+
+
+def test_training_maps_search_without_the_image_own_memory_rows():
+    """Leave-own-out calibration's view: a fitted image scores as if its rows were not in the
+    memory. An exact duplicate keeps its twin's rows (in-sample score); a unique image does not."""
+    x = np.random.default_rng(0).random((8, 1, 16, 16), dtype=np.float32)
+    x[1] = x[0]
+    det = PatchKNNDetector(preset="pixels", coreset_fraction=1.0, max_memory=10**6).fit(x, seed=0)
+    inside, own_out = det.anomaly_maps(x), det.training_maps(x, np.arange(8))
+    assert np.allclose(own_out[:2], inside[:2], atol=1e-5)
+    peak_own, peak_in = own_out[2:].reshape(6, -1).max(axis=1), inside[2:].reshape(6, -1).max(axis=1)
+    assert (own_out[2:] >= inside[2:] - 1e-5).all() and (peak_own > peak_in + 1e-3).all()
+
+
+def test_auto_stages_go_deeper_on_large_network_inputs_only():
+    assert auto_stages(64, 64, input_size=224, max_upscale=2.0) == [1, 2]  # 128 px input
+    assert auto_stages(256, 300, input_size=256, max_upscale=2.0) == [2, 3]
+    assert auto_stages(1000, 3000, input_size=256, max_upscale=2.0) == [2, 3]
+    det = PatchKNNDetector(max_memory=500).fit(np.random.default_rng(0).random((3, 3, 32, 32), dtype=np.float32))
+    assert det.config()["stages"] == [1, 2]  # the choice is saved, not "auto"
