@@ -2,9 +2,10 @@
 
 For each split: 100 good images (the seed task) train and calibrate a model; 1000 unseen good images
 measure its false-alarm rate. Rules compared: conformal on a 20 % hold-out, conformal with
-cross-conformal calibration (all 100 images calibrate), the calibration-conditional rule
-(FAR <= alpha with probability >= 1 - delta) on the cross-conformal scores, and the seed's
-train-quantile rule.
+cross-conformal calibration (all 100 images calibrate), conformal with leave-own-out calibration
+(one model; each image scored without its own memory rows: the default for patch-knn), the
+calibration-conditional rule (FAR <= alpha with probability >= 1 - delta) on the cross-conformal
+and leave-own-out scores, and the seed's train-quantile rule.
 
     .venv/bin/python bench/threshold_guarantees.py [--splits 50] [--jitter seed intended] [--detector NAME]
 
@@ -26,7 +27,7 @@ from _runner import save_results, train  # noqa: E402
 from kizu import synth  # noqa: E402
 from kizu.calibration import Calibration  # noqa: E402
 from kizu.calibration.guarantees import conditional_threshold  # noqa: E402
-from kizu.detectors import DEFAULT_DETECTOR  # noqa: E402
+from kizu.detectors import DEFAULT_DETECTOR, detector_class  # noqa: E402
 
 #: the detectors issue's target band for the false-alarm rate: alpha ± 3 percentage points
 BAND = 0.03
@@ -46,6 +47,12 @@ def split_rates(seed: int, jitter: str, detector: str, options: dict, alpha: flo
     out["conformal, cross (5 folds)"] = float(np.mean(cross.calibration.is_defective(s_cross)))
     t = conditional_threshold(np.asarray(cross.calibration.scores), alpha, delta)
     out[f"conditional (delta={delta:g}), cross"] = float(np.mean(s_cross > t))
+    if detector_class(detector).leaves_own_out:
+        loo = train(d.train, detector, dict(options), seed=seed, alpha=alpha, calibration="loo")
+        s_loo = np.array([v.score for v in loo.inspect(unseen)])
+        out["conformal, leave-own-out"] = float(np.mean(loo.calibration.is_defective(s_loo)))
+        t = conditional_threshold(np.asarray(loo.calibration.scores), alpha, delta)
+        out[f"conditional (delta={delta:g}), loo"] = float(np.mean(s_loo > t))
     return out
 
 

@@ -15,8 +15,9 @@ from kizu.cli import app
 from kizu.errors import KizuError
 from kizu.export import bundle as bundle_module
 from kizu.export.bundle import export_bundle
+from kizu.io import write_image
 from kizu.io.bundle import load_bundle
-from kizu.synth import make_fine, write_mvtec
+from kizu.synth import make_fine, make_shapes, write_mvtec
 from tests.helpers import FAST_AE
 
 CASES = [("patch-knn", {}, "parts"), ("patch-knn", {"preset": "pixels", "k": 2, "sigma": 1.0}, "texture"),
@@ -37,6 +38,18 @@ def test_every_detector_exports_with_the_same_scores_and_verdicts(detector, opti
     assert np.array_equal(a.defective, b.defective) and np.array_equal(a.p_values, b.p_values)
     meta = json.loads((tmp_path / "b" / "bundle.json").read_text())
     assert meta["model"]["detector"]["name"] == detector and meta["parity"]["verdicts_differ"] == 0
+
+
+def test_the_seed_task_default_model_exports_where_good_images_match_the_memory_almost_exactly(tmp_path):
+    """Perfect renders: good images sit at distances near 0 from the memory, where the
+    ‖q‖² + ‖m‖² − 2 q·m formula's rounding would dominate; both runtimes recompute them exactly."""
+    data = make_shapes(60, 10, 10, seed=1)
+    model = fit_model(data.train, TrainConfig())
+    parity = export_bundle(model, tmp_path / "b")
+    assert parity.ok and parity.relative < 1e-5
+    a, b = model.predict(data.test), load_bundle(tmp_path / "b").predict(data.test)
+    assert np.abs(a.scores - b.scores).max() <= 1e-5 * np.ptp(model.calibration.scores)
+    assert np.array_equal(a.defective, b.defective)
 
 
 def test_a_tiled_model_exports_its_tile_and_stitches_in_numpy(tmp_path):
@@ -69,14 +82,49 @@ import numpy as np, kizu
 model = kizu.load_bundle({str(tmp_path / "b")!r})
 pred = model.predict(np.load({str(tmp_path / "x.npy")!r}))
 v = model.inspect(np.load({str(tmp_path / "x.npy")!r}))
-print(json.dumps([pred.scores.tolist(), pred.defective.tolist(), [r["regions"] for r in map(vars, v)]]))
+print(json.dumps([pred.scores.tolist(), pred.defective.tolist(), [r["regions"] for r in map(vars, v)],
+                  model.calibration.statement()]))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    scores, defective, _ = json.loads(out.stdout)
+    scores, defective, _, statement = json.loads(out.stdout)
+    assert statement == model.calibration.statement()  # the guarantee in words needs no SciPy
     expected = model.predict(data.test)
     np.testing.assert_allclose(scores, expected.scores, rtol=1e-5)
     assert defective == expected.defective.tolist()
+
+
+LINE_PC = """
+import sys
+for name in ("torch", "scipy", "skimage", "sklearn", "matplotlib"):
+    sys.modules[name] = None  # a line PC with numpy, Pillow, onnxruntime, safetensors and the CLI's Typer
+from kizu.cli import app
+sys.argv = ["kizu", *sys.argv[1:]]
+app()
+"""
+
+
+def test_a_line_pc_without_pytorch_or_scipy_predicts_and_states_with_a_bundle(tmp_path):
+    data = make_fine(24, 20, 1, size=32, seed=5, mode="parts")
+    model = fit_model(data.train, TrainConfig(alpha=0.1))
+    save_model(model, tmp_path / "m")
+    export_bundle(model, tmp_path / "b")
+    for i, a in enumerate(data.test):
+        write_image(tmp_path / "in" / f"{i:02d}.png", a)
+
+    def kizu(*args):
+        return subprocess.run([sys.executable, "-c", LINE_PC, *map(str, args)], capture_output=True, text=True)
+
+    ok = kizu("predict", tmp_path / "b", tmp_path / "in", "--out", tmp_path / "r.csv")
+    assert ok.returncode == 0 and "Traceback" not in ok.stderr, ok.stderr
+    assert "not tested for drift (scipy is not installed)" in " ".join(ok.stderr.split())
+    assert len((tmp_path / "r.csv").read_text().splitlines()) == len(data.test) + 1
+    folder = kizu("predict", tmp_path / "m", tmp_path / "in", "--out", tmp_path / "r2.csv")
+    text = " ".join(folder.stderr.split())
+    assert folder.returncode != 0 and "Traceback" not in text and "kizu export" in text and "needs torch" in text
+    overlays = kizu("predict", tmp_path / "b", tmp_path / "in", "--out", tmp_path / "r3.csv", "--overlays",
+                    tmp_path / "ov")
+    assert overlays.returncode != 0 and "needs matplotlib" in overlays.stderr and not (tmp_path / "r3.csv").exists()
 
 
 def test_cli_export_and_predict_with_either_runtime(tmp_path):

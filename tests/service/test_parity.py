@@ -6,6 +6,7 @@ import csv
 import json
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from kizu.cli import app
@@ -46,3 +47,26 @@ def test_scores_do_not_depend_on_the_batch_for_duplicate_images():
     together = [v.score for v in _kizu.inspect(model, images, [None] * len(images))]
     alone = [_kizu.inspect(model, [im], [None])[0].score for im in images]
     assert together == alone
+
+
+def test_an_exported_bundle_serves_the_model_verdicts_and_refuses_recalibration(model_dir, data, tmp_path):
+    """A line PC serves the ONNX bundle (no PyTorch needed): the same verdicts as the model folder."""
+    from fastapi.testclient import TestClient
+
+    from kizu import load_model
+    from kizu.export.bundle import export_bundle
+    from kizu.service import _kizu
+    from kizu.service.app import ServiceConfig, create_app
+    from kizu.service.reviews import recalibrate
+
+    export_bundle(load_model(model_dir), tmp_path / "bundle")
+    with TestClient(create_app(ServiceConfig(model=tmp_path / "bundle", reviews=tmp_path / "r", seed=0)),
+                    raise_server_exceptions=False) as client:
+        info = client.get("/v1/model").json()
+        assert info["model_id"] == _kizu.model_id(tmp_path / "bundle") != _kizu.model_id(model_dir)
+        for a in data.test:
+            got = client.post("/v1/inspect", files={"file": ("x.png", png(a), "image/png")}).json()
+            want = _kizu.inspect(load_model(model_dir), [_kizu.decode_image(png(a), "x.png")], [None])[0]
+            assert got["defective"] == want.defective and abs(got["score"] - want.score) <= 1e-5 * (1 + want.score)
+    with pytest.raises(_kizu.KizuError, match="recalibrate the model folder"):
+        recalibrate(tmp_path / "bundle", tmp_path / "r" / "audit")

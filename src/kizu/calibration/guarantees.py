@@ -38,7 +38,6 @@ Everything here is a pure function of numbers; nothing reads or writes files.
 
 from __future__ import annotations
 
-import importlib
 import math
 
 import numpy as np
@@ -49,10 +48,30 @@ _CONDITIONAL_ALIASES = ("conditional", "pac", "training-conditional", "calibrati
 _EPS = 1e-9  # same tolerance as kizu.calibration.conformal_threshold for floor(alpha (n+1))
 
 
-def _stats():
-    """``scipy.stats``, imported where a distribution is needed: reading a calibration and giving
-    p-values (the ONNX runtime on a line PC) needs no SciPy."""
-    return importlib.import_module("scipy.stats")
+def binom_cdf(n: int, p: float) -> np.ndarray:
+    """``P(X <= j)`` for ``j = 0..n``, ``X ~ Binomial(n, p)``: the pmf by its ratio recursion in log
+    space, summed (numpy alone, so a line PC without SciPy can state a threshold's guarantee)."""
+    if p <= 0.0:
+        return np.ones(n + 1)
+    if p >= 1.0:
+        return np.r_[np.zeros(n), 1.0]
+    j = np.arange(n, dtype=np.float64)
+    steps = np.log(n - j) - np.log(j + 1) + math.log(p) - math.log1p(-p)
+    log_pmf = n * math.log1p(-p) + np.r_[0.0, np.cumsum(steps)]
+    return np.minimum(np.cumsum(np.exp(log_pmf - log_pmf.max())) * math.exp(log_pmf.max()), 1.0)
+
+
+def beta_ppf(q: float, a: int, b: int) -> float:
+    """The ``q`` quantile of ``Beta(a, b)`` for integers ``a, b >= 1``, by bisection on
+    ``P(Beta(a, b) <= x) = P(Binomial(a + b - 1, x) >= a)``."""
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if 1.0 - binom_cdf(a + b - 1, mid)[a - 1] < q:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
 
 
 # --------------------------------------------------------------------------------------------------
@@ -90,16 +109,15 @@ def rank_far_distribution(n_cal: int, rank: int) -> dict:
         return {"rank": 0, "beta_a": None, "beta_b": None, "expected": 0.0, "std": 0.0,
                 "q05": 0.0, "median": 0.0, "q95": 0.0}
     a, b = float(rank), float(n_cal - rank + 1)
-    dist = _stats().beta(a, b)
     return {
         "rank": rank,
         "beta_a": a,
         "beta_b": b,
         "expected": a / (a + b),
         "std": float(math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))),
-        "q05": float(dist.ppf(0.05)),
-        "median": float(dist.ppf(0.5)),
-        "q95": float(dist.ppf(0.95)),
+        "q05": beta_ppf(0.05, rank, n_cal - rank + 1),
+        "median": beta_ppf(0.5, rank, n_cal - rank + 1),
+        "q95": beta_ppf(0.95, rank, n_cal - rank + 1),
     }
 
 
@@ -180,7 +198,7 @@ def conditional_threshold_rank(n_cal: int, alpha: float, delta: float) -> int | 
     _check_prob("alpha", alpha)
     _check_prob("delta", delta)
     ks = np.arange(1, n_cal + 1)
-    p_exceed = _stats().binom.cdf(ks - 1, n_cal, alpha)  # P(FAR > alpha) for each k, increasing in k
+    p_exceed = binom_cdf(n_cal, alpha)[ks - 1]  # P(FAR > alpha) for each k, increasing in k
     ok = np.nonzero(p_exceed <= delta)[0]
     if len(ok) == 0:
         return None

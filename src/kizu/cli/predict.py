@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import os
 import shutil
@@ -94,6 +95,10 @@ def predict(
     from ..io import atomic_write_text, expand_inputs
 
     check_output_paths(out, [maps, overlays])
+    if overlays is not None and importlib.util.find_spec("matplotlib") is None:
+        from ..errors import KizuError
+
+        raise KizuError("--overlays needs matplotlib, which is not installed here (pip install matplotlib)")
     model = open_model(model_dir, runtime, device)
     found = expand_inputs(inputs)
     if maps is not None or overlays is not None:
@@ -128,16 +133,20 @@ def open_model(path: Path, runtime: str | None, device: str | None):
         if runtime == "torch":
             raise KizuError(f"{path}: an exported bundle runs in onnxruntime only (--runtime onnx)")
         return load_bundle(path)
-    from ..io.model_file import load_model
+    try:
+        from ..io.model_file import load_model
 
-    model = load_model(path, device=device)
+        model = load_model(path, device=device)
+    except ModuleNotFoundError as err:  # a line PC with onnxruntime only
+        raise KizuError(f"{path}: a model folder needs {err.name}, which is not installed here; export it "
+                        "(kizu export MODEL --out BUNDLE) and predict with the bundle") from None
     if runtime != "onnx":
         return model
     from ..export.bundle import export_bundle
 
-    folder = Path(tempfile.mkdtemp(prefix="kizu-bundle-")) / "bundle"
-    export_bundle(model, folder)
-    return load_bundle(folder)
+    with tempfile.TemporaryDirectory(prefix="kizu-bundle-") as tmp:  # the session holds the graph in memory
+        export_bundle(model, Path(tmp) / "bundle")
+        return load_bundle(Path(tmp) / "bundle")
 
 
 def _inspect_all(model, found: list[tuple[Path, Path]], maps: Staging, overlays: Staging, batch_size: int
@@ -176,16 +185,8 @@ def batch_warnings(model, p_values: list[float], channels: list[int]) -> list[st
     """Plain warnings about a whole batch: it does not look like the calibration images (the drift
     test of ``kizu drift``, for batches of at least ``DRIFT_BATCH``), or its images are colour for a
     grey model or grey for a colour model."""
-    from ..calibration.drift import drift_test
-
-    out = []
-    n_cal, n = len(model.calibration.scores), len(p_values)
-    if n >= DRIFT_BATCH and n_cal:
-        res = drift_test(p_values, n_cal, alpha=model.calibration.alpha)
-        if res.drifted:
-            out.append(f"{res.n_flagged} of {n} images flagged (about {res.expected_flagged:.0f} expected of good "
-                       f"images): this batch does not look like the training images — different camera, format or "
-                       f"lighting? If these parts are good, run `kizu drift` and retrain or recalibrate.")
+    n = len(p_values)
+    out = _drift_warnings(model, p_values) if n >= DRIFT_BATCH and len(model.calibration.scores) else []
     expected = model.preprocessor.channels
     odd = sum(c != expected for c in channels)
     if odd:
@@ -193,6 +194,20 @@ def batch_warnings(model, p_values: list[float], channels: list[int]) -> list[st
         out.append(f"{odd} of {n} images are {kind} but the model was trained on {want} images: they were "
                    f"converted to {want}.")
     return out
+
+
+def _drift_warnings(model, p_values: list[float]) -> list[str]:
+    try:
+        from ..calibration.drift import drift_test
+    except ModuleNotFoundError as err:  # a line PC with onnxruntime only
+        return [f"the batch was not tested for drift ({err.name} is not installed)"]
+    n = len(p_values)
+    res = drift_test(p_values, len(model.calibration.scores), alpha=model.calibration.alpha)
+    if not res.drifted:
+        return []
+    return [f"{res.n_flagged} of {n} images flagged (about {res.expected_flagged:.0f} expected of good images): "
+            f"this batch does not look like the training images — different camera, format or lighting? If "
+            f"these parts are good, run `kizu drift` and retrain or recalibrate."]
 
 
 def _write_overlay(path: Path, image, verdict, pixel_threshold: float, title: str) -> None:

@@ -67,6 +67,19 @@ def auto_stages(h: int, w: int, input_size: int, max_upscale: float) -> list[int
     return list(AUTO_DEEP_STAGES if short >= AUTO_DEEP_FROM else AUTO_FINE_STAGES)
 
 
+def parse_stages(value: Any) -> list[int]:
+    """Stage numbers from a list or a ``"2,3"`` string (the command line's ``--stages 2,3``)."""
+    items = value.replace(" ", "").split(",") if isinstance(value, str) else [value] if isinstance(value, int) \
+        else list(value)
+    try:
+        stages = [int(v) for v in items]
+    except (TypeError, ValueError):
+        stages = []
+    if not stages or min(stages) < 0:
+        raise ValueError(f"stages must be 'auto' or stage numbers such as 1,2 or 2,3, not {value!r}")
+    return stages
+
+
 def edge_classes(n: int, cells: int) -> np.ndarray:
     """Position class of each of ``n`` cells along an axis: 0..cells-1 from the start, ``cells``
     for the interior, cells+1..2·cells towards the end (the last cell is 2·cells)."""
@@ -127,7 +140,7 @@ class PatchKNNOptions(Options):
             value = getattr(self, name)
             self._set(name, None if value is None else int(value))
         if self.stages not in (None, "auto"):
-            self._set("stages", [int(v) for v in self.stages])
+            self._set("stages", parse_stages(self.stages))
         self._set("center", bool(self.center))
         self._set("whiten", bool(self.whiten))
 
@@ -257,12 +270,11 @@ class PatchKNNDetector(GridMapDetector):
             self._index = self._new_index(self.options.matmul_dtype)
         k = self.options.k
         if leave_out is None:
-            dist = self._index.search(vecs, k, exact=False)
+            dist = self._index.search(vecs, k)
         else:  # excluding rows needs the float32 path, whatever matmul_dtype
             index = self._index if not self._index.low else self._new_index()
             dist = np.concatenate([
-                index.search(vecs[i * h * w:(i + 1) * h * w], k, exact=False,
-                             exclude=self._leave_out_rows(int(j), k))
+                index.search(vecs[i * h * w:(i + 1) * h * w], k, exclude=self._leave_out_rows(int(j), k))
                 for i, j in enumerate(np.asarray(leave_out).reshape(-1))])
         maps = dist.mean(axis=1).reshape(n, h, w)
         if self._edge is not None:

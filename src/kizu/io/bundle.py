@@ -8,6 +8,7 @@ PyTorch, SciPy or scikit-image.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -31,6 +32,16 @@ def is_bundle(path: str | Path) -> bool:
     """True for a folder written by ``kizu export``."""
     path = Path(path)
     return (path / BUNDLE_JSON).is_file() and (path / ONNX_FILE).is_file()
+
+
+def bundle_id(path: str | Path) -> str:
+    """A short hash of a bundle's files: changes whenever the bundle does."""
+    h = hashlib.sha256()
+    for name in (BUNDLE_JSON, ONNX_FILE, ARRAYS):
+        file = Path(path) / name
+        if file.is_file():
+            h.update(file.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def load_bundle(path: str | Path, *, threads: int = 2) -> InspectionModel:

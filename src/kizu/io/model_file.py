@@ -4,7 +4,8 @@ rename); read with one clear ``ModelFileError`` for anything missing, damaged or
 
 Format versions: 3 (this one: ``score_terms`` as an ordered list, the training ``config``);
 1 and 2 (kizu 0.1: the score rule, reference and template as separate keys; 2 has a golden
-template) are migrated once, here, when they are read.
+template) are migrated once, here, when they are read. Reading a model imports PyTorch (its
+detector); describing one (``model_json``, ``model_id``) does not.
 """
 
 from __future__ import annotations
@@ -20,12 +21,10 @@ from safetensors.numpy import load_file, save_file
 
 from .. import __version__
 from ..calibration.conformal import Calibration
-from ..detectors import detector_class, resolve_device
 from ..errors import KizuError, ModelFileError
 from ..model.config import TrainConfig
 from ..model.inspection import InspectionModel
 from ..model.preprocess import Preprocessor
-from ..runtime.torch_runtime import TorchRuntime
 from ..scoring.serial import TermError, read_terms, term_arrays
 from .atomic import atomic_directory, default_mode
 
@@ -101,6 +100,9 @@ def model_id(path: str | Path) -> str:
 def load_model(path: str | Path, *, device: str | None = None) -> InspectionModel:
     """Read a model folder (or its ``model.json``); a damaged or incompatible one raises
     ModelFileError saying what is wrong. ``device``: "auto" (a GPU if any), "cpu", "cuda"."""
+    from ..detectors import detector_class, resolve_device
+    from ..runtime.torch_runtime import TorchRuntime
+
     path = Path(path)
     if device is not None:
         resolve_device(device)  # a bad --device is the caller's problem, not the model file's
@@ -164,6 +166,8 @@ def migrate(meta: dict[str, Any], meta_file: Path) -> dict[str, Any]:
     """A version 1 or 2 description in the current layout (a version 3 one unchanged)."""
     if meta["format_version"] == FORMAT_VERSION:
         return meta
+    from ..detectors import detector_class
+
     try:
         name, config = meta["detector"]["name"], dict(meta["detector"]["config"])
         if name == "patch-knn":

@@ -18,14 +18,16 @@ from ..files import CSV_COLUMNS, csv_row, score_files
 from ..io import atomic_write_bytes, atomic_write_text, list_images, read_image
 from ..io import load_model as _load
 from ..io import save_model as _save
+from ..io.bundle import bundle_id, is_bundle, load_bundle
 from ..io.images import decode_image as _decode
 from ..io.images import image_format, is_image_path
-from ..io.model_file import model_id, model_json
+from ..io.model_file import model_id as _model_id
+from ..io.model_file import model_json
 from ..model.inspection import InspectionModel
 from ..model.prediction import Verdict
 
 __all__ = ["CSV_COLUMNS", "InputError", "KizuError", "ModelFileError", "UploadError", "Verdict", "__version__",
-           "atomic_write_bytes", "atomic_write_text", "calibration_params", "check_size", "csv_row",
+           "atomic_write_bytes", "atomic_write_text", "calibration_params", "check_not_bundle", "check_size", "csv_row",
            "decode_image", "expected_size", "inspect", "is_image_path", "list_images", "load_model", "model_id",
            "model_info", "overlay_png", "read_image", "refit_calibration", "save_model", "score_files",
            "upload_suffix", "warm_up"]
@@ -39,12 +41,32 @@ STATUS = {"empty": 400, "not_image": 415, "too_many_pixels": 413, "unreadable": 
 
 # -- models --------------------------------------------------------------------------------------
 def load_model(path: str | Path) -> InspectionModel:
-    """Load a saved model folder on the CPU (raises ModelFileError naming the problem)."""
-    return _load(path, device="cpu")
+    """Load a saved model folder on the CPU, or an exported bundle into onnxruntime (no PyTorch
+    needed); raises ModelFileError naming the problem."""
+    if is_bundle(path):
+        return load_bundle(path)
+    try:
+        return _load(path, device="cpu")
+    except ModuleNotFoundError as err:
+        raise ModelFileError(path, f"a model folder needs {err.name}, which is not installed here; export it "
+                                   "(kizu export MODEL --out BUNDLE) and serve the bundle") from None
+
+
+def model_id(path: str | Path) -> str:
+    """A short hash of the model's (or bundle's) files: changes whenever the model does."""
+    return bundle_id(path) if is_bundle(path) else _model_id(path)
+
+
+def check_not_bundle(path: str | Path) -> None:
+    """Refuse to change an exported bundle in place: recalibrate its model folder and export again."""
+    if is_bundle(path):
+        raise KizuError(f"{path}: an exported bundle is not changed in place; recalibrate the model folder it "
+                        "was exported from and export it again")
 
 
 def save_model(model: InspectionModel, path: str | Path) -> None:
     """Save a model folder atomically (readers see the old or the new model, never half of one)."""
+    check_not_bundle(path)
     _save(model, path)
 
 

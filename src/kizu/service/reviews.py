@@ -150,6 +150,7 @@ def recalibrate(model_dir: str | Path, audit_folder: str | Path) -> Recalibratio
     """Score the audited-good images not used before, append their scores to the model's calibration
     scores, refit the threshold at the model's alpha and save the model atomically. Which images
     were added (by sha256) is recorded in the model, so running it again adds only new ones."""
+    _kizu.check_not_bundle(model_dir)
     model = _kizu.load_model(model_dir)
     files = audited_good(audit_folder)
     record = model.summary.setdefault(SUMMARY_KEY, {"audit_sha256": [], "history": []})

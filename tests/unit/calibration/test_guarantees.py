@@ -169,3 +169,15 @@ def test_input_validation():
         false_alarm_distribution(10, 1.5)
     with pytest.raises(ValueError):
         conditional_threshold_rank(10, 0.05, 0.0)
+
+
+@pytest.mark.parametrize("n", [1, 19, 100, 999, 5000])
+def test_numpy_binomial_and_beta_match_scipy(n):
+    """The guarantees are computed without SciPy (a line PC may not have it); SciPy checks them."""
+    from kizu.calibration.guarantees import beta_ppf, binom_cdf
+
+    for p in (0.001, 0.05, 0.5, 0.9):
+        np.testing.assert_allclose(binom_cdf(n, p), stats.binom.cdf(np.arange(n + 1), n, p), atol=1e-10)
+    for rank in {1, max(1, n // 20), n}:
+        for q in (0.05, 0.5, 0.95):
+            assert beta_ppf(q, rank, n - rank + 1) == pytest.approx(stats.beta(rank, n - rank + 1).ppf(q), abs=1e-9)

@@ -273,6 +273,7 @@ def test_kcenter_on_a_candidate_subset():
 
 
 def test_nn_index_fast_values_and_exclusion():
+    """Exact search with rows excluded equals a search of the remaining rows, chunk boundaries aside."""
     rng = np.random.default_rng(1)
     mem = rng.normal(size=(500, 16)).astype(np.float32) + 3.0
     q = rng.normal(size=(70, 16)).astype(np.float32) + 3.0
@@ -287,8 +288,9 @@ def test_nn_index_fast_values_and_exclusion():
     for k in (1, 2):
         assert np.allclose(index.search(q, k, exact=False, exclude=drop, memory_chunk=64),
                            nn_distances(q, mem[~drop], k), atol=1e-3)
+        assert np.array_equal(index.search(q, k, exclude=drop, memory_chunk=64), nn_distances(q, mem[~drop], k))
     with pytest.raises(ValueError):
-        index.search(q, 1, exclude=drop)  # exclusion is for the fast path
+        NNIndex(mem, "bfloat16").search(q, 1, exclude=drop)  # exclusion is float32 only
     with pytest.raises(ValueError):
         index.search(q, 1, exact=False, exclude=np.ones(500, bool))
     # bfloat16 screening: the exact re-ranking keeps the true distances for clear winners
@@ -556,3 +558,14 @@ def test_auto_stages_go_deeper_on_large_network_inputs_only():
     assert auto_stages(1000, 3000, input_size=256, max_upscale=2.0) == [2, 3]
     det = PatchKNNDetector(max_memory=500).fit(np.random.default_rng(0).random((3, 3, 32, 32), dtype=np.float32))
     assert det.config()["stages"] == [1, 2]  # the choice is saved, not "auto"
+
+
+@pytest.mark.parametrize("given, stages", [("2,3", [2, 3]), ("1", [1]), (2, [2]), ([1, 2], [1, 2]), ("auto", "auto")])
+def test_stages_accept_the_command_line_forms(given, stages):
+    assert PatchKNNDetector(stages=given).options.stages == stages
+
+
+@pytest.mark.parametrize("given", ["abc", "", [1, "x"], "-1"])
+def test_bad_stages_are_one_clear_error(given):
+    with pytest.raises(ValueError, match="stages must be 'auto' or stage numbers"):
+        PatchKNNDetector(stages=given)

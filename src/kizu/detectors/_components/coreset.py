@@ -151,64 +151,72 @@ class NNIndex:
     ):
         """Distances ``(Nq, k)`` float32 (ascending) to the ``k`` nearest memory rows.
 
-        ``exclude`` (bool, one per memory row, or None): rows that are not candidates (e.g. those
-        from the query's own image). Needs ``exact=False``; at least ``k`` rows must remain.
+        Each memory chunk's best candidates are ranked by ``‖a‖² + ‖b‖² − 2 a·b`` and their distances
+        recomputed exactly, and the chunks' winners are merged by exact distance: the formula's
+        cancellation error (about 1e-3 of the vectors' norms) would otherwise dominate distances near
+        0, and would differ between runtimes (the ONNX graph does the same, ``onnx_parts``).
 
-        ``exact=False`` (float32 only, no indices): distances straight from ``‖a‖² + ‖b‖² − 2 a·b``
-        without finding the winners' indices and recomputing them — faster, with an absolute error
-        around 1e-3 of the vectors' norms (visible only for distances near 0).
+        ``exclude`` (bool, one per memory row, or None): rows that are not candidates (e.g. those
+        from the query's own image); at least ``k`` rows must remain.
+
+        ``exact=False`` (float32 only, no indices): distances straight from the formula — faster,
+        with the absolute error above (for statistics where distances near 0 do not matter).
         """
         q = _tensor(queries, self.device)
         if q.ndim != 2 or q.shape[1] != self.m.shape[1]:
             raise ValueError(f"queries have {q.shape[-1]} columns, the memory {self.m.shape[1]}")
-        m, M = self.m, self.m.shape[0]
+        M = self.m.shape[0]
         k = min(int(k), M)
         if exclude is not None:
-            if exact or return_indices or self.low:
-                raise ValueError("exclude works with exact=False, float32 and no indices")
             exclude = torch.as_tensor(np.asarray(exclude, dtype=bool), device=self.device)
             if exclude.shape != (M,) or int((~exclude).sum()) < k:
                 raise ValueError(f"exclude must be {M} booleans leaving at least k = {k} rows")
         if not exact and not return_indices and not self.low:
             return self._search_values(q, k, query_chunk, memory_chunk, exclude)
-        # candidates kept per query: k, or k + RERANK from a low-precision screening
-        kc = min(k + RERANK, M) if self.low else k
+        if exclude is not None and self.low:
+            raise ValueError("exclude works with the float32 search only")
         out_d = torch.empty((q.shape[0], k), dtype=torch.float32, device=self.device)
         out_i = torch.empty((q.shape[0], k), dtype=torch.int64, device=self.device)
         for a in range(0, q.shape[0], query_chunk):
             qc = q[a : a + query_chunk] - self.centre
-            qc_low = qc.to(self._dt) if self.low else qc
-            best_d = best_i = None
-            for b in range(0, M, memory_chunk):
-                # ‖b‖² − 2 a·b: the squared distance less ‖a‖², which does not change the ranking
-                part = torch.addmm(self.mm_low[b : b + memory_chunk], qc_low, self.m_low[b : b + memory_chunk].T,
-                                   alpha=-2.0)
-                if kc == 1:
-                    cd, ci = part.min(dim=1, keepdim=True)
-                    cd = cd.to(torch.float32)
-                    if best_d is None:
-                        best_d, best_i = cd, ci
-                    else:
-                        better = cd < best_d  # ties keep the earlier (lower) index
-                        best_d = torch.where(better, cd, best_d)
-                        best_i = torch.where(better, ci + b, best_i)
-                    continue
-                cd, ci = torch.topk(part.to(torch.float32), min(kc, part.shape[1]), dim=1, largest=False, sorted=True)
-                if best_d is None:
-                    best_d, best_i = cd, ci + b
-                else:
-                    cat_d = torch.cat([best_d, cd], dim=1)
-                    cat_i = torch.cat([best_i, ci + b], dim=1)
-                    best_d, pos = torch.topk(cat_d, min(kc, cat_d.shape[1]), dim=1, largest=False, sorted=True)
-                    best_i = torch.gather(cat_i, 1, pos)
-            # exact distances of the winners (removes the formula's cancellation error and the
-            # low-precision matmul's rounding from the returned values), then the k best of them
-            exact_d = (qc[:, None, :] - m[best_i]).pow(2).sum(dim=2).sqrt()
-            exact_d, pos = torch.sort(exact_d, dim=1, stable=True)
-            out_d[a : a + len(qc)] = exact_d[:, :k]
-            out_i[a : a + len(qc)] = torch.gather(best_i, 1, pos[:, :k])
+            d, i = self._search_chunked(qc, k, memory_chunk, exclude)
+            out_d[a : a + len(qc)], out_i[a : a + len(qc)] = d, i
         dist = out_d.cpu().numpy()
         return (dist, out_i.cpu().numpy()) if return_indices else dist
+
+    def _search_chunked(self, qc: torch.Tensor, k: int, memory_chunk: int, exclude: torch.Tensor | None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Centred queries ``(Q, D)`` → exact distances and indices ``(Q, k)`` of their k nearest rows."""
+        M = self.m.shape[0]
+        kc = k + RERANK if self.low else k  # candidates per chunk (a low-precision screening keeps more)
+        qc_low = qc.to(self._dt) if self.low else qc
+        best_d = best_i = None
+        for b in range(0, M, memory_chunk):
+            # ‖b‖² − 2 a·b: the squared distance less ‖a‖², which does not change the ranking
+            bias = self.mm_low[b : b + memory_chunk]
+            if exclude is not None:
+                bias = bias.masked_fill(exclude[b : b + memory_chunk], float("inf"))
+            part = torch.addmm(bias, qc_low, self.m_low[b : b + memory_chunk].T, alpha=-2.0)
+            if kc == 1:
+                ci = part.argmin(dim=1, keepdim=True)
+            else:
+                ci = torch.topk(part.to(torch.float32), min(kc, part.shape[1]), dim=1, largest=False).indices
+            ci = ci + b
+            cd = (qc[:, None, :] - self.m[ci]).pow(2).sum(dim=2).sqrt()
+            if exclude is not None:
+                cd = cd.masked_fill(exclude[ci], float("inf"))
+            if best_d is not None and cd.shape[1] == 1:
+                better = cd < best_d  # ties keep the earlier (lower-index) row
+                best_d, best_i = torch.where(better, cd, best_d), torch.where(better, ci, best_i)
+                continue
+            if best_d is not None:
+                cd, ci = torch.cat([best_d, cd], dim=1), torch.cat([best_i, ci], dim=1)
+            if cd.shape[1] == 1:
+                best_d, best_i = cd, ci
+            else:  # stable: among equal distances the earlier (lower-index) row wins
+                cd, pos = torch.sort(cd, dim=1, stable=True)
+                best_d, best_i = cd[:, :k], torch.gather(ci, 1, pos[:, :k])
+        return best_d, best_i
 
     def _search_values(self, q: torch.Tensor, k: int, query_chunk: int, memory_chunk: int,
                        exclude: torch.Tensor | None = None) -> np.ndarray:

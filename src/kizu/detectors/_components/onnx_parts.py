@@ -11,7 +11,8 @@ The module computes ``images (N, C, H, W) → maps (N, H, W)`` (``mt``: also its
 * EfficientNet-Lite0 → its BatchNorm-fused inference copy (``Conv``, ``Clip``, ``Add``, ``Pad``);
 * brightness channels → pooling matrices and ``AveragePool(count_include_pad=0)``;
 * k-NN → ``Gemm`` (``‖m‖² − 2 q·m`` on memory centred as ``NNIndex`` centres it) per memory chunk,
-  ``ReduceMin`` (k = 1) or ``TopK``, ``+ ‖q‖²``, ``Max(·, 0)``, ``Sqrt``;
+  ``ArgMin`` (k = 1) or ``TopK``, the candidates' rows by ``Gather``, their exact distances, then
+  ``Min`` or ``TopK`` over the chunks — the same numbers as ``NNIndex.search``;
 * the pixel backbone's ``unfold`` → shifted slices stacked;
 * Gaussian smoothing (``sigma`` > 0) → edge padding and two 1-D convolutions;
 * ``mt`` → float64 throughout after the input's pooling, ``atan`` by a float64 series (onnxruntime's
@@ -289,15 +290,19 @@ class PatchKNNPart(nn.Module):
                 mt = mt.to(torch.float32)
             part = torch.addmm(mm, q, mt, alpha=-2.0)  # ‖m‖² − 2 q·m
             if self.k == 1:
-                cd = part.amin(dim=1, keepdim=True)
-                best = cd if best is None else torch.minimum(best, cd)
+                ci = part.argmin(dim=1, keepdim=True)
             else:
-                cd = torch.topk(part, min(self.k, part.shape[1]), dim=1, largest=False, sorted=True).values
-                if best is not None:
-                    cd = torch.topk(torch.cat([best, cd], dim=1), self.k, dim=1, largest=False, sorted=True).values
+                ci = torch.topk(part, min(self.k, part.shape[1]), dim=1, largest=False).indices
+            # the candidates' exact distances, as NNIndex.search: rows gathered from the chunk (D, M_i)
+            rows = torch.index_select(mt, 1, ci.reshape(-1)).T.reshape(ci.shape[0], ci.shape[1], -1)
+            cd = (q[:, None, :] - rows).pow(2).sum(dim=2).sqrt()
+            if best is None:
                 best = cd
-        qq = (q * q).sum(dim=1, keepdim=True)
-        return self.tail((best + qq).clamp_min(0.0).sqrt().mean(dim=1))
+            elif self.k == 1:
+                best = torch.minimum(best, cd)
+            else:
+                best = torch.topk(torch.cat([best, cd], dim=1), self.k, dim=1, largest=False, sorted=True).values
+        return self.tail(best.mean(dim=1))
 
 
 class _Call(nn.Module):
