@@ -12,7 +12,8 @@ from .common import friendly_errors, out_console
 
 @friendly_errors
 def serve(
-    model_dir: Path = typer.Argument(..., metavar="MODEL", help="model folder written by `kizu train`"),
+    model_dir: Path = typer.Argument(..., metavar="MODEL_OR_BUNDLE",
+                                     help="model folder (`kizu train`) or bundle (`kizu export`)"),
     host: str = typer.Option("127.0.0.1", help="address to bind (0.0.0.0: every interface; use --token-file then)"),
     port: int = typer.Option(8000, help="TCP port"),
     token_file: Path = typer.Option(None, help="file holding a bearer token every route but /healthz requires"),
@@ -52,7 +53,8 @@ def serve(
 
 @friendly_errors
 def watch(
-    model_dir: Path = typer.Argument(..., metavar="MODEL", help="model folder written by `kizu train`"),
+    model_dir: Path = typer.Argument(..., metavar="MODEL_OR_BUNDLE",
+                                     help="model folder (`kizu train`) or bundle (`kizu export`)"),
     folder: Path = typer.Argument(..., metavar="DIR", help="the camera's drop folder"),
     out: Path = typer.Option(Path("results.csv"), "--out", "-o", help="results CSV (kizu predict's columns), appended"),
     move: bool = typer.Option(False, help="move inspected files into DIR/good/ and DIR/defective/"),
