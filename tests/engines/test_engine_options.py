@@ -1,0 +1,26 @@
+"""`kizu predict --engine ...` without Ray running: how it says Ray is missing, and the options
+that only the Ray engine takes."""
+
+from __future__ import annotations
+
+import sys
+
+from tests.engines.conftest import run_cli
+
+
+def test_engine_ray_without_ray_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    monkeypatch.setitem(sys.modules, "ray.data", None)
+    res = run_cli("predict", tmp_path / "model", tmp_path, "--out", tmp_path / "r.csv", "--engine", "ray")
+    assert res.exit_code == 2
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'kizu[ray]'" in lines[0] and "--engine ray needs Ray" in lines[0]
+
+
+def test_ray_options_and_parquet_need_the_ray_engine(tmp_path):
+    res = run_cli("predict", tmp_path / "model", tmp_path, "--out", tmp_path / "r.csv", "--resume", "--workers", 2)
+    assert res.exit_code == 2 and "--workers, --resume: only with --engine ray" in res.output
+    res = run_cli("predict", tmp_path / "model", tmp_path, "--out", tmp_path / "r.parquet")
+    assert res.exit_code == 2 and "the local engine writes CSV" in res.output
+    res = run_cli("predict", tmp_path / "model", tmp_path, "--out", tmp_path / "r.csv", "--engine", "spark")
+    assert res.exit_code == 2 and "--engine spark: choose local or ray" in res.output
