@@ -116,6 +116,9 @@ def test_resume_keeps_the_rows_done_and_retries_the_failed_ones(engine_data, loc
     rows = read_csv(out)
     assert list(rows) == [str(p) for p in sorted(folder.glob("*.png"))]
     assert_same_results({f"{images}/defect/{p.rsplit('/', 1)[1]}": r for p, r in rows.items()}, local_results)
+    again = run_cli("predict", model, folder, "--out", out, "--engine", "ray", "--resume")
+    assert again.exit_code == 0 and "nothing to inspect: all 30 images are already in" in again.output
+    assert read_csv(out) == rows
 
 
 def test_resume_after_a_killed_run_inspects_each_file_once(engine_data, local_results, ray_address, tmp_path):

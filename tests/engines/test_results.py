@@ -51,7 +51,7 @@ def test_parts_are_assembled_in_input_order_one_row_per_file(tmp_path):
     parts.write(table(row("b.png", 3.0), row("a.png", error="a.png: unreadable")))
     parts.write(table(row("a.png", 1.0), row("c.png", error="c.png: bad")))
     assert not list(parts.folder.glob(".*"))  # no temporary file left behind
-    rows = results.finish(out, order=["c.png", "a.png", "b.png"])
+    rows = results.finish(out, order=["c.png", "a.png", "b.png"], keep_out=False)
     assert [(r["path"], r["error"]) for r in rows] == [("c.png", "c.png: bad"), ("a.png", None), ("b.png", None)]
     assert not parts.folder.exists()
     back = {r["path"]: r for r in results.read_results(out)}
@@ -67,7 +67,7 @@ def test_resume_keeps_rows_without_errors_from_the_output_and_the_parts(tmp_path
     assert sorted(done) == ["a.png", "c.png"]
     assert not list(results.parts_folder(out).glob(".*"))
     results.ResultParts(out).write(table(row("b.png", 2.5)))
-    rows = results.finish(out, order=["a.png", "b.png", "c.png"])
+    rows = results.finish(out, order=["a.png", "b.png", "c.png"], keep_out=True)
     assert [(r["path"], r["score"]) for r in rows] == [("a.png", 1.5), ("b.png", 2.5), ("c.png", 1.5)]
 
 
@@ -91,3 +91,11 @@ def test_the_output_name_says_its_format(tmp_path):
     (tmp_path / "d.csv").mkdir()
     with pytest.raises(KizuError, match="is a folder"):
         results.check_destination(tmp_path / "d.csv")
+
+
+def test_without_resume_the_rows_of_an_earlier_output_are_not_kept(tmp_path):
+    out = tmp_path / "r.csv"
+    results.write_results(out, [row("old.png")])
+    results.start(out, resume=False)
+    results.ResultParts(out).write(table(row("new.png")))
+    assert [r["path"] for r in results.finish(out, order=["new.png"], keep_out=False)] == ["new.png"]

@@ -185,6 +185,8 @@ def _predict_on_ray(model_dir: Path, inputs: list[str], out: Path, maps: Path | 
 
 def ray_summary(s) -> list[str]:
     """The closing lines of a Ray run: what was inspected, how fast, where it went."""
+    if not s.inspected:
+        return [f"nothing to inspect: all {s.listed} images are already in {s.out} (--resume)"]
     good = s.inspected - s.defective - s.errors
     lines = [f"inspected {s.inspected} images on Ray ({s.workers} workers) in {s.seconds:.1f} s "
              f"({s.images_per_second:.1f} images/s): {s.defective} defective, {good} good, {s.errors} errors"]

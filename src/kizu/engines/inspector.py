@@ -134,11 +134,10 @@ class Inspector:
         rows = batch.to_pylist()
         good = [r for r in rows if r["error"] is None]
         images = [decoded_image(r["pixels"], r["shape"]) for r in good]
-        results = inspect_isolated(lambda x, n: self.backend.inspect(self.model, x, n), images,
-                                   [r["path"] for r in good])
-        outcome = {id(r): (image, result) for r, image, result in zip(good, images, results)}
-        return pa.Table.from_pylist([self._row(r, *outcome.get(id(r), (None, r["error"]))) for r in rows],
-                                    schema=INSPECTED)
+        results = iter(zip(images, inspect_isolated(lambda x, n: self.backend.inspect(self.model, x, n), images,
+                                                    [r["path"] for r in good])))
+        out = [self._row(r, *next(results)) if r["error"] is None else self._row(r, None, r["error"]) for r in rows]
+        return pa.Table.from_pylist(out, schema=INSPECTED)
 
     def _row(self, decoded: dict, image: np.ndarray | None, result: Verdict | str) -> dict:
         row = {"path": decoded["path"], "relative": decoded["relative"]}

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -89,11 +88,11 @@ def predict_with_ray(model_dir: Path, inputs: list[str], out: Path, options: Ray
     todo = [s for s in sources if s.path not in done]
     summary.skipped = len(sources) - len(todo)
     start = time.perf_counter()
-    with ray_session(options.address):
-        summary.workers = options.workers or default_workers(options.gpus_per_worker)
-        if todo:
+    if todo:
+        with ray_session(options.address):
+            summary.workers = options.workers or default_workers(options.gpus_per_worker)
             _run(pipeline(todo, files, options, summary.workers), out, options, summary, on_part)
-    rows = results.finish(out, [s.path for s in sources])
+    rows = results.finish(out, [s.path for s in sources], keep_out=options.resume)
     summary.seconds = time.perf_counter() - start
     summary.p_values = [r["p_value"] for r in rows if r.get("error") is None]
     return summary
@@ -125,7 +124,7 @@ def ray_session(address: str | None):
         if address:
             ray.init(address=address, **kwargs)
         else:
-            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, **kwargs)
+            ray.init(address="local", include_dashboard=False, **kwargs)  # Ray counts the CPUs
     except (ConnectionError, RuntimeError, ValueError) as err:
         raise KizuError(f"--address {address or 'local'}: cannot start or reach Ray ({_first_line(err)})") from None
     try:

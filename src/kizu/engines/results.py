@@ -77,7 +77,7 @@ def start(out: Path, resume: bool) -> dict[str, dict]:
         return {}
     for tmp in folder.glob(".*.tmp") if folder.is_dir() else []:
         tmp.unlink(missing_ok=True)
-    return {path: row for path, row in latest_rows(out).items() if row.get("error") is None}
+    return {path: row for path, row in latest_rows(out, keep_out=True).items() if row.get("error") is None}
 
 
 def earlier_parts(out: Path) -> list[Path]:
@@ -86,11 +86,12 @@ def earlier_parts(out: Path) -> list[Path]:
     return sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
 
 
-def latest_rows(out: Path) -> dict[str, dict]:
-    """One row per path from OUT (if it exists) and then its parts: a row without an error wins
-    over an error row; otherwise the later row wins."""
+def latest_rows(out: Path, keep_out: bool) -> dict[str, dict]:
+    """One row per path from OUT (with ``keep_out``, if it exists) and then its parts: a row
+    without an error wins over an error row; otherwise the later row wins."""
     rows: dict[str, dict] = {}
-    sources = ([read_results(out)] if out.is_file() else []) + [_read_part(p) for p in earlier_parts(out)]
+    earlier = [read_results(out)] if keep_out and out.is_file() else []
+    sources = earlier + [_read_part(p) for p in earlier_parts(out)]
     for table in sources:
         for row in table:
             old = rows.get(row["path"])
@@ -132,11 +133,11 @@ def _typed(row: dict[str, str]) -> dict:
             "regions": row.get("regions") or None, "error": row.get("error") or None}
 
 
-def finish(out: Path, order: list[str]) -> list[dict]:
-    """Assemble OUT from its parts (and, with ``--resume``, its earlier rows): one row per path,
-    files in ``order`` first (the INPUT order), any others after by path; written atomically, then
-    the parts folder is removed. Returns the rows."""
-    rows = list(latest_rows(out).values())
+def finish(out: Path, order: list[str], keep_out: bool) -> list[dict]:
+    """Assemble OUT from its parts (and, with ``keep_out`` (``--resume``), its earlier rows): one
+    row per path, files in ``order`` first (the INPUT order), any others after by path; written
+    atomically, then the parts folder is removed. Returns the rows."""
+    rows = list(latest_rows(out, keep_out).values())
     rank = {path: i for i, path in enumerate(order)}
     rows.sort(key=lambda r: (rank.get(r["path"], len(rank)), r["path"]))
     write_results(out, rows)
