@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import logging
 import math
+import socket
 import time
-from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,10 +72,8 @@ class RunSummary:
         return self.inspected / self.seconds if self.seconds > 0 else 0.0
 
 
-def predict_with_ray(model_dir: Path, inputs: list[str], out: Path, options: RayOptions,
-                     on_part: Callable[[int], None] | None = None) -> RunSummary:
-    """Inspect every image the INPUTs name → OUT (see ``kizu.engines.results``). ``on_part(n)`` is
-    called after the n-th part is written."""
+def predict_with_ray(model_dir: Path, inputs: list[str], out: Path, options: RayOptions) -> RunSummary:
+    """Inspect every image the INPUTs name → OUT (see ``kizu.engines.results``)."""
     results.check_destination(out)
     files = model_files(model_dir)
     sources = list_sources(inputs)
@@ -91,7 +89,7 @@ def predict_with_ray(model_dir: Path, inputs: list[str], out: Path, options: Ray
     if todo:
         with ray_session(options.address):
             summary.workers = options.workers or default_workers(options.gpus_per_worker)
-            _run(pipeline(todo, files, options, summary.workers), out, options, summary, on_part)
+            _run(pipeline(todo, files, options, summary.workers), out, options, summary)
     rows = results.finish(out, [s.path for s in sources], keep_out=options.resume)
     summary.seconds = time.perf_counter() - start
     summary.p_values = [r["p_value"] for r in rows if r.get("error") is None]
@@ -120,6 +118,8 @@ def ray_session(address: str | None):
         yield
         return
     kwargs = {"logging_level": logging.WARNING}
+    if address:
+        check_reachable(address)
     try:
         if address:
             ray.init(address=address, **kwargs)
@@ -131,6 +131,18 @@ def ray_session(address: str | None):
         yield
     finally:
         ray.shutdown()
+
+
+def check_reachable(address: str, timeout: float = 10.0) -> None:
+    """A ``HOST:PORT`` or ``ray://HOST:PORT`` address where nothing answers → KizuError at once
+    (Ray itself keeps retrying for minutes). ``auto`` is left to Ray."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise KizuError(f"--address {address}: no Ray cluster answers there ({err.strerror or err})") from None
 
 
 def default_workers(gpus_per_worker: float) -> int:
@@ -168,14 +180,12 @@ def block_size(n: int, batch_size: int, workers: int) -> int:
     return max(1, min(batch_size, math.ceil(n / workers)))
 
 
-def _run(ds, out: Path, options: RayOptions, summary: RunSummary, on_part) -> None:
+def _run(ds, out: Path, options: RayOptions, summary: RunSummary) -> None:
     """Consume the pipeline block by block: write each block's maps, overlays and part."""
     parts = results.ResultParts(out)
     try:
         for block in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
             store_block(block, parts, options, summary)
-            if on_part is not None:
-                on_part(parts.count)
     except (KizuError, KeyboardInterrupt):
         raise
     except Exception as err:  # a Ray task or actor that failed: one line, the parts written are kept
