@@ -113,8 +113,8 @@ def predict(
 
         raise KizuError(f"--engine {engine}: choose local or ray")
     if engine == "ray":
-        _predict_on_ray(model_dir, inputs, out, maps, overlays, device, batch_size, address, workers,
-                        gpus_per_worker, resume)
+        _predict_on_ray(model_dir, inputs, out, address=address, workers=workers, batch_size=batch_size,
+                        gpus_per_worker=gpus_per_worker, device=device, resume=resume, maps=maps, overlays=overlays)
         return
     _refuse_ray_options(out, address=address, workers=workers, gpus_per_worker=gpus_per_worker, resume=resume)
     _predict_locally(model_dir, [Path(i) for i in inputs], out, maps, overlays, device, batch_size)
@@ -156,21 +156,18 @@ def _predict_locally(model_dir: Path, inputs: list[Path], out: Path, maps: Path 
         warn(message)
 
 
-def _predict_on_ray(model_dir: Path, inputs: list[str], out: Path, maps: Path | None, overlays: Path | None,
-                    device: str | None, batch_size: int, address: str | None, workers: int | None,
-                    gpus_per_worker: float, resume: bool) -> None:
-    """Inspect on Ray Data (``kizu.engines.ray_predict``); print a summary and the batch warnings."""
+def _predict_on_ray(model_dir: Path, inputs: list[str], out: Path, **options) -> None:
+    """Inspect on Ray Data (``kizu.engines.ray_predict``, ``options`` those of its ``RayOptions``);
+    print a summary and the batch warnings."""
     from ..engines import require_ray
 
     require_ray()
     from ..engines.ray_predict import RayOptions, predict_with_ray
     from ..io import load_model
 
-    check_output_paths(out, [maps, overlays])
+    check_output_paths(out, [options["maps"], options["overlays"]])
     model = load_model(model_dir, device="cpu")  # a damaged model stops here, before Ray starts
-    options = RayOptions(address=address, workers=workers, batch_size=batch_size, gpus_per_worker=gpus_per_worker,
-                         device=device, resume=resume, maps=maps, overlays=overlays)
-    summary = predict_with_ray(model_dir, inputs, out, options)
+    summary = predict_with_ray(model_dir, inputs, out, RayOptions(**options))
     for line in ray_summary(summary):
         out_console.print(line)
     if summary.discarded_parts:
