@@ -15,8 +15,9 @@ included):
 
 Each is run on SMALL images and on all of them: the per-image cost is the difference of the two
 times over the difference of the counts (start-up cancels out), the start-up is what is left of the
-small run. `os.getloadavg()` is recorded with every timing: other processes on the machine slow
-every number down. Ray's results are checked against local `kizu predict`'s (scores to 1e-6, same
+small run. `os.getloadavg()` is recorded with every timing, and before and after the runs how many
+cores the machine offers (a CPU-bound loop in one process against one per core): other processes
+on the machine slow every number down, and workers add throughput only while free cores remain. Ray's results are checked against local `kizu predict`'s (scores to 1e-6, same
 verdicts). Writes bench/results/ray_scale.json and prints a table.
 """
 
@@ -133,6 +134,22 @@ def parity(a: Path, b: Path) -> dict:
     return {"same_files": same, "max_score_difference": diff, "same_verdicts": verdicts}
 
 
+SPIN = "import time; t = time.perf_counter(); s = 0\nfor i in range(20_000_000): s += i\nprint(time.perf_counter() - t)"
+
+
+def cores_free(n: int) -> dict:
+    """How many cores this machine offers now: a pure-Python loop timed alone and in ``n`` processes
+    at once; ``n × alone / together`` is about n on an idle machine, about 1 when other work
+    already takes the cores."""
+    def spin(k: int) -> float:
+        procs = [subprocess.Popen([sys.executable, "-c", SPIN], stdout=subprocess.PIPE, text=True) for _ in range(k)]
+        return max(float(p.communicate()[0]) for p in procs)
+
+    alone, together = spin(1), spin(n)
+    return {"processes": n, "alone_s": alone, "together_s": together, "cores_free": n * alone / together,
+            "loadavg": list(os.getloadavg())}
+
+
 # -- report ---------------------------------------------------------------------------------------------
 def table(runs: list[dict]) -> str:
     base = next(r for r in runs if r["name"] == "local")["images_per_s"]
@@ -163,6 +180,9 @@ def main(argv: list[str] | None = None) -> None:
         report = benchmark(root, args)
     atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
     print(table(report["runs"]))
+    free = report["cores_free"]
+    print(f"cores free (a CPU-bound loop in {free['before']['processes']} processes against 1): "
+          f"{free['before']['cores_free']:.2f} before the runs, {free['after']['cores_free']:.2f} after")
     print(f"parity: {report['parity']}")
     print(f"→ {args.out}")
 
@@ -175,13 +195,16 @@ def benchmark(root: Path, args) -> dict:
     configs = [("local", [], env)]
     configs += [(f"ray-{w}", ["--engine", "ray", "--workers", str(w)], env) for w in sorted(args.workers, reverse=True)]
     configs.append(("local-1-thread", [], {**env, "OMP_NUM_THREADS": "1"}))
+    before = cores_free(os.cpu_count() or 1)
+    print(f"cores free before the runs: {before['cores_free']:.2f} of {before['processes']}", flush=True)
     runs = [run_config(name, eargs, cenv, root, model_dir, small, args.small, args.images, args.batch_size)
             for name, eargs, cenv in configs]
+    after = cores_free(os.cpu_count() or 1)
     return {"images": args.images, "size": args.size, "batch_size": args.batch_size, "model": MODEL,
             "model_ms_per_image_1_thread": cost,
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                         "ray": _version("ray"), "torch": _version("torch")},
-            "runs": runs, "parity": {r["name"]: parity(root / "local.csv", root / f"{r['name']}.csv")
+            "cores_free": {"before": before, "after": after}, "runs": runs, "parity": {r["name"]: parity(root / "local.csv", root / f"{r['name']}.csv")
                                      for r in runs if r["name"].startswith("ray-")}}
 
 
