@@ -5,6 +5,24 @@ from kizu.synth import make_shapes, write_mvtec
 
 torch.set_num_threads(1)
 
+#: tests that share one Ray instance: under pytest-xdist they all run in one worker
+RAY_TESTS = "tests/engines/test_ray_predict.py::"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``-n N`` (``--dist load``): each test goes to whichever worker is free, except the Ray tests,
+    which go together to one worker, so the test session starts Ray once."""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class RayTestsTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "ray" if nodeid.startswith(RAY_TESTS) else nodeid
+
+    return RayTestsTogether(config, log)
+
 
 @pytest.fixture(scope="session")
 def shapes_dir(tmp_path_factory):

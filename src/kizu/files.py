@@ -20,8 +20,21 @@ CSV_COLUMNS = ["path", "score", "p_value", "defective", "normalized_score", "reg
 
 def csv_row(path, verdict: Verdict) -> list[str]:
     """One results.csv row for a verdict (the columns of ``CSV_COLUMNS``), as text."""
-    return [str(path), f"{verdict.score:.9g}", f"{verdict.p_value:.6g}", str(int(verdict.defective)),
-            f"{verdict.normalized:.6f}", json.dumps(verdict.regions, separators=(",", ":"))]
+    return csv_fields(path, **result_values(verdict))
+
+
+def result_values(verdict: Verdict) -> dict:
+    """A verdict's results columns after ``path`` as plain values (``regions`` as JSON text): what
+    results.csv prints and a Parquet results file stores."""
+    return {"score": float(verdict.score), "p_value": float(verdict.p_value), "defective": bool(verdict.defective),
+            "normalized_score": float(verdict.normalized),
+            "regions": json.dumps(verdict.regions, separators=(",", ":"))}
+
+
+def csv_fields(path, score: float, p_value: float, defective: bool, normalized_score: float, regions: str
+               ) -> list[str]:
+    """The text of one results.csv row: one formatting for every writer, so equal results print alike."""
+    return [str(path), f"{score:.9g}", f"{p_value:.6g}", str(int(defective)), f"{normalized_score:.6f}", regions]
 
 
 def iter_inspect_files(model: InspectionModel, paths: list[str | Path], batch_size: int = BATCH

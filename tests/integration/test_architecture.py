@@ -14,7 +14,7 @@ def _modules_after(code: str) -> set[str]:
 
 def test_the_command_line_loads_no_heavy_module_for_help():
     loaded = _modules_after("import kizu, kizu.cli")
-    assert not {"torch", "scipy", "sklearn", "matplotlib", "skimage"} & loaded
+    assert not {"torch", "scipy", "sklearn", "matplotlib", "skimage", "ray", "pyarrow"} & loaded
 
 
 def test_importing_kizu_is_light_and_the_api_loads_on_use():

@@ -1,4 +1,5 @@
-"""``kizu predict``: inspect images with a saved model → results.csv (+ maps, overlays)."""
+"""``kizu predict``: inspect images with a saved model → results.csv (+ maps, overlays), in this
+process (``--engine local``) or on Ray Data (``--engine ray``, ``kizu.engines.ray_predict``)."""
 
 from __future__ import annotations
 
@@ -76,22 +77,66 @@ class Staging:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+#: engines ``kizu predict`` runs on
+ENGINES = ("local", "ray")
+
+
 @friendly_errors
 def predict(
     model_dir: Path = typer.Argument(..., metavar="MODEL_OR_BUNDLE",
                                      help="model folder (`kizu train`) or bundle folder (`kizu export`)"),
-    inputs: list[Path] = typer.Argument(..., metavar="INPUT...", help="image files or folders (searched recursively)"),
-    out: Path = typer.Option(..., "--out", "-o", help="results CSV: path, score, p_value, defective, ..."),
+    inputs: list[str] = typer.Argument(..., metavar="INPUT...",
+                                       help="image files or folders (searched recursively); with --engine ray "
+                                            "also globs, .txt/.csv lists of paths and URIs (s3://...)"),
+    out: Path = typer.Option(..., "--out", "-o", help="results file: path, score, p_value, defective, ... "
+                                                      "(.csv; with --engine ray also .parquet)"),
     maps: Path = typer.Option(None, help="write one float32 .npy anomaly map per image (H, W) here"),
     overlays: Path = typer.Option(None, help="write one PNG overlay per image here (heat map + defect boxes)"),
     device: str = typer.Option(None, help="torch runtime: auto (a CUDA GPU when there is one) | cpu | cuda"),
     runtime: str = typer.Option(None, help="torch | onnx (default: onnx for a bundle, torch for a model)"),
     batch_size: int = typer.Option(64, min=1, help="images inspected at once"),
+    engine: str = typer.Option("local", help="local (this process) | ray (Ray Data: many processes or machines; "
+                                             "pip install 'kizu[ray]')"),
+    address: str = typer.Option(None, help="ray: the cluster (auto | ray://HOST:10001 | HOST:6379); default: "
+                                           "start Ray on this machine"),
+    workers: int = typer.Option(None, min=1, help="ray: scoring actors, each loading the model once "
+                                                  "(default: one per CPU, or per --gpus-per-worker GPUs)"),
+    gpus_per_worker: float = typer.Option(0.0, min=0, help="ray: GPUs each worker takes (0: CPU only)"),
+    resume: bool = typer.Option(False, "--resume", help="ray: keep the rows already in --out (and of a killed "
+                                                        "run); inspect only the other files and failed ones"),
 ):
     """Inspect images; writes results.csv (+ maps, overlays).
 
-    Nothing is written unless every input is a readable image of a size the model takes.
+    Local engine: nothing is written unless every input is a readable image of a size the model
+    takes. Ray engine: a file that cannot be inspected gets a row with its error; results are
+    written in parts as they come, so --resume continues a killed run.
     """
+    if engine not in ENGINES:
+        from ..errors import KizuError
+
+        raise KizuError(f"--engine {engine}: choose local or ray")
+    if engine == "ray":
+        _predict_on_ray(model_dir, inputs, out, runtime, address=address, workers=workers, batch_size=batch_size,
+                        gpus_per_worker=gpus_per_worker, device=device, resume=resume, maps=maps, overlays=overlays)
+        return
+    _refuse_ray_options(out, address=address, workers=workers, gpus_per_worker=gpus_per_worker, resume=resume)
+    _predict_locally(model_dir, [Path(i) for i in inputs], out, maps, overlays, device, runtime, batch_size)
+
+
+def _refuse_ray_options(out: Path, **given) -> None:
+    """Options of the Ray engine given without it, or a Parquet OUT → KizuError naming them."""
+    from ..errors import KizuError
+
+    used = [f"--{k.replace('_', '-')}" for k, v in given.items() if v not in (None, False, 0.0)]
+    if used:
+        raise KizuError(f"{', '.join(used)}: only with --engine ray")
+    if out.suffix.lower() == ".parquet":
+        raise KizuError(f"{out}: the local engine writes CSV; name a .csv file, or use --engine ray for Parquet")
+
+
+def _predict_locally(model_dir: Path, inputs: list[Path], out: Path, maps: Path | None, overlays: Path | None,
+                     device: str | None, runtime: str | None, batch_size: int) -> None:
+    """Every file read and inspected in this process; nothing is written unless all succeed."""
     from ..io import atomic_write_text, expand_inputs
 
     check_output_paths(out, [maps, overlays])
@@ -147,6 +192,48 @@ def open_model(path: Path, runtime: str | None, device: str | None):
     with tempfile.TemporaryDirectory(prefix="kizu-bundle-") as tmp:  # the session holds the graph in memory
         export_bundle(model, Path(tmp) / "bundle")
         return load_bundle(Path(tmp) / "bundle")
+
+
+def _predict_on_ray(model_dir: Path, inputs: list[str], out: Path, runtime: str | None, **options) -> None:
+    """Inspect on Ray Data (``kizu.engines.ray_predict``, ``options`` those of its ``RayOptions``);
+    print a summary and the batch warnings."""
+    from ..engines import require_ray
+    from ..errors import KizuError
+    from ..io.bundle import is_bundle
+
+    if is_bundle(model_dir) or runtime == "onnx":
+        raise KizuError(f"{model_dir}: --engine ray runs a model folder in PyTorch (not a bundle or --runtime onnx)")
+
+    require_ray()
+    from ..engines.ray_predict import RayOptions, predict_with_ray
+    from ..io import load_model
+
+    check_output_paths(out, [options["maps"], options["overlays"]])
+    model = load_model(model_dir, device="cpu")  # a damaged model stops here, before Ray starts
+    summary = predict_with_ray(model_dir, inputs, out, RayOptions(**options))
+    for line in ray_summary(summary):
+        out_console.print(line)
+    if summary.discarded_parts:
+        warn(f"the {summary.discarded_parts} parts of an unfinished earlier run were discarded "
+             "(--resume keeps them)")
+    if summary.errors:
+        warn(f"{summary.errors} files could not be inspected: see the error column of {out} "
+             "(--resume tries them again)")
+    for message in batch_warnings(model, summary.p_values, summary.channels):
+        warn(message)
+
+
+def ray_summary(s) -> list[str]:
+    """The closing lines of a Ray run: what was inspected, how fast, where it went."""
+    if not s.inspected:
+        return [f"nothing to inspect: all {s.listed} images are already in {s.out} (--resume)"]
+    good = s.inspected - s.defective - s.errors
+    lines = [f"inspected {s.inspected} images on Ray ({s.workers} workers) in {s.seconds:.1f} s "
+             f"({s.images_per_second:.1f} images/s): {s.defective} defective, {good} good, {s.errors} errors"]
+    if s.skipped:
+        lines.append(f"skipped {s.skipped} of {s.listed} images already in {s.out} (--resume)")
+    lines.append(f"{s.listed} images → {s.out}")
+    return lines
 
 
 def _inspect_all(model, found: list[tuple[Path, Path]], maps: Staging, overlays: Staging, batch_size: int
