@@ -167,3 +167,20 @@ def _release(fifo) -> None:
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
     except OSError:  # no reader left
         pass
+
+
+def test_an_exported_bundle_runs_on_ray_in_onnxruntime_with_the_bundle_results(engine_data, tmp_path):
+    """Workers without PyTorch: the bundle's files go to the actors, which run onnxruntime."""
+    from kizu import load_model
+    from kizu.export.bundle import export_bundle
+
+    model, images = engine_data
+    export_bundle(load_model(model, device="cpu"), tmp_path / "bundle")
+    local = run_cli("predict", tmp_path / "bundle", images / "defect", "--out", tmp_path / "local.csv")
+    assert local.exit_code == 0, local.output
+    res = run_cli("predict", tmp_path / "bundle", images / "defect", "--out", tmp_path / "ray.csv",
+                  "--engine", "ray", "--workers", 2)
+    assert res.exit_code == 0, res.output
+    got, expected = read_csv(tmp_path / "ray.csv"), read_csv(tmp_path / "local.csv")
+    assert list(got) == list(expected)
+    assert_same_results(got, expected)

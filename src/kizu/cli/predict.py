@@ -201,16 +201,17 @@ def _predict_on_ray(model_dir: Path, inputs: list[str], out: Path, runtime: str 
     from ..errors import KizuError
     from ..io.bundle import is_bundle
 
-    if is_bundle(model_dir) or runtime == "onnx":
-        raise KizuError(f"{model_dir}: --engine ray runs a model folder in PyTorch (not a bundle or --runtime onnx)")
+    bundle = is_bundle(model_dir)
+    if runtime == "onnx" and not bundle:
+        raise KizuError(f"{model_dir}: --engine ray runs a model folder in PyTorch and a bundle in onnxruntime; "
+                        "export the model (kizu export) to run it in onnxruntime")
 
     require_ray()
     from ..engines.ray_predict import RayOptions, predict_with_ray
-    from ..io import load_model
 
     check_output_paths(out, [options["maps"], options["overlays"]])
-    model = load_model(model_dir, device="cpu")  # a damaged model stops here, before Ray starts
-    summary = predict_with_ray(model_dir, inputs, out, RayOptions(**options))
+    model = open_model(model_dir, None, "cpu")  # a damaged model stops here, before Ray starts
+    summary = predict_with_ray(model_dir, inputs, out, RayOptions(runtime="onnx" if bundle else "torch", **options))
     for line in ray_summary(summary):
         out_console.print(line)
     if summary.discarded_parts:

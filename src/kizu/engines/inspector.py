@@ -82,8 +82,15 @@ def inspect_torch(model, images: list[np.ndarray], names: list[str]) -> list[Ver
     return model.inspect(images, names)
 
 
-#: model runtimes by name
-BACKENDS = {"torch": Backend(load_torch, inspect_torch)}
+def load_onnx(path: Path, device: str | None):
+    """An exported bundle in onnxruntime, one thread (an actor per CPU); workers need no PyTorch."""
+    from ..io.bundle import load_bundle
+
+    return load_bundle(path, threads=1)
+
+
+#: model runtimes by name: a model folder in PyTorch, an exported bundle in onnxruntime
+BACKENDS = {"torch": Backend(load_torch, inspect_torch), "onnx": Backend(load_onnx, inspect_torch)}
 
 
 def model_files(folder: Path) -> dict[str, bytes]:
