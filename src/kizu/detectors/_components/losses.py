@@ -18,9 +18,12 @@ def _gaussian_window(size: int, sigma: float, channels: int, device, dtype) -> t
 
 def ssim_map(x: torch.Tensor, y: torch.Tensor, window: int = 7, sigma: float = 1.5) -> torch.Tensor:
     """Local SSIM ``(N, C, H, W)`` of images in [0, 1] (Wang et al. 2004 constants), same size as input."""
-    c = x.shape[1]
-    w = _gaussian_window(window, sigma, c, x.device, x.dtype)
-    pad = window // 2
+    return ssim_with_window(x, y, _gaussian_window(window, sigma, x.shape[1], x.device, x.dtype))
+
+
+def ssim_with_window(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``ssim_map`` with its ``(C, 1, k, k)`` window given (the exported graph keeps it a constant)."""
+    c, pad = x.shape[1], w.shape[-1] // 2
 
     def filt(t):
         return F.conv2d(F.pad(t, (pad, pad, pad, pad), mode="replicate"), w, groups=c)

@@ -30,7 +30,7 @@ from torch import nn
 
 from .coreset import NNIndex
 from .efficientnet_lite import STAGE_STRIDES, fuse_for_inference
-from .losses import _gaussian_window
+from .losses import _gaussian_window, ssim_with_window
 from .transforms import WINDOWS
 
 #: memory rows per Gemm block: bounds the (queries × rows) intermediate
@@ -376,19 +376,7 @@ class AutoencoderPart(nn.Module):
 
     def _ssim(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``losses.ssim_map`` with its window as a constant (the traced one has no static shape)."""
-        c = x.shape[1]
-        w = self.window[:c]
-        pad = w.shape[-1] // 2
-
-        def filt(t):
-            return F.conv2d(F.pad(t, (pad, pad, pad, pad), mode="replicate"), w, groups=c)
-
-        mu_x, mu_y = filt(x), filt(y)
-        sxx = filt(x * x) - mu_x ** 2
-        syy = filt(y * y) - mu_y ** 2
-        sxy = filt(x * y) - mu_x * mu_y
-        c1, c2 = 0.01 ** 2, 0.03 ** 2
-        return ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (sxx + syy + c2))
+        return ssim_with_window(x, y, self.window[:x.shape[1]])
 
 
 class MTPart(nn.Module):
