@@ -1,8 +1,8 @@
 """False-alarm rate of the calibrated threshold on many unseen good images of `synth fine`.
 
 A single benchmark run has 50-100 good test images, so its false-alarm rate scatters by several
-points around the truth. Here each seed trains (100 good images, cross-conformal calibration,
-alpha = 0.05) and then inspects ``--n-good`` unseen good images.
+points around the truth. Here each seed trains (100 good images, the default calibration for the
+detector — leave-own-out for patch-knn — alpha = 0.05) and then inspects ``--n-good`` unseen good images.
 
     .venv/bin/python bench/false_alarms.py [--tasks fine-parts fine-texture] [--seeds 0 1 2 3] [--n-good 600]
         [--training-draws K]

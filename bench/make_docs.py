@@ -269,6 +269,10 @@ def section_throughput() -> str:
                      f"16×16 files {start['predict_1000_torch_s']:.2f} s from the model folder (PyTorch, AUROC "
                      f"{start['predict_1000_torch_auroc']:.4f}), {start['predict_1000_onnx_s']:.2f} s from the bundle "
                      f"(onnxruntime, AUROC {start['predict_1000_onnx_auroc']:.4f}).")
+    for k in data.get("knn", []):
+        lines.append(f"{k['size']} px, default model: the nearest-neighbour search alone ({k['queries_per_image']} "
+                     f"patches per image against {k['memory_rows']:,} memory rows of {k['dims']} dimensions, "
+                     f"{k['gflop_per_image']:.2f} GFLOP per image) runs {k['knn_images_per_second']:.0f} images/s.")
     body = [[r["size"], r["model"], r["runtime"], "quiet" if not r["load"] else f"{r['load']} busy processes",
              f"{r['images_per_second']:.1f}", r["batch"], f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}",
              "–" if "share_of_quiet" not in r else f"{r['share_of_quiet']:.2f}"] for r in data["rows"]]
@@ -296,9 +300,42 @@ def section_serve_load() -> str:
                      "p50 ms", "p99 ms"], body))
 
 
+def section_export_parity() -> str:
+    rows = rows_of(load("export_parity.json"))
+    if not rows:
+        return ""
+    body = [[r["task"], r["detector"], r["seed"], f"{r['relative']:.1e}", r["verdicts_differ"], r["n_images"],
+             f"{r['bundle_mb']:.1f}", num(r["auroc_torch"]), num(r["auroc_onnx"])] for r in rows]
+    return ("## Export parity\n\n`bench/export_parity.py` (`export_parity.json`): per task a model trained on 100 "
+            "good images, exported (`kizu export`), loaded as a line PC loads it (onnxruntime, no PyTorch) and "
+            "both runtimes score every test image. Largest score difference as a share of the calibration "
+            "scores' range (an export is refused above 1e-4).\n\n"
+            + table(["task", "detector", "seed", "max difference / range", "verdicts differ", "images",
+                     "bundle MB", "AUROC torch", "AUROC onnx"], body))
+
+
+def section_scale_out() -> str:
+    data = load("ray_scale.json")
+    if data is None:
+        return ""
+    base = next(r for r in data["runs"] if r["name"] == "local")["images_per_s"]
+    body = [[r["name"], f"{r['images_per_s']:.1f}", f"{r['images_per_s'] / base:.2f}",
+             f"{r['marginal_ms_per_image']:.2f}", f"{r['startup_s']:.1f}"] for r in data["runs"]]
+    same = all(p["same_files"] and p["same_verdicts"] for p in data["parity"].values())
+    worst = max(p["max_score_difference"] for p in data["parity"].values())
+    free = data["cores_free"]["before"]["cores_free"]
+    return ("## Scale-out with Ray\n\n`bench/ray_scale.py` (`ray_scale.json`): `kizu predict` on "
+            f"{data['images']:,} {data['size']}×{data['size']} px files, locally and with `--engine ray`, each a "
+            f"subprocess with its start-up; {data['machine']['cpus']} CPU cores, {free:.2f} of them free before "
+            f"the runs. Ray's rows against local ones: {'same files and verdicts' if same else 'DIFFER'}, "
+            f"largest score difference {worst:.1g}.\n\n"
+            + table(["run", "images/s", "vs local", "ms/image (marginal)", "start-up s"], body))
+
+
 SECTIONS = [section_detectors, section_default_by_seed, section_fine_types, section_real_data, section_false_alarms,
             section_guarantees, section_calibration_splits, section_seed_parity, section_template_gate,
-            section_visibility, section_throughput, section_serve_load, section_speed]
+            section_visibility, section_throughput, section_export_parity, section_serve_load, section_scale_out,
+            section_speed]
 
 
 def render() -> str:

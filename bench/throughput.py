@@ -11,7 +11,9 @@ numpy post-processing, verdicts) is timed through both runtimes with 2 threads:
 first on a quiet machine, then beside ``--load`` (default 2) competing CPU-bound processes (a
 line PC shares its cores with camera and PLC software). Start-up: ``kizu --help`` and ``kizu
 predict`` of the seed task's 1,000 test files (wall seconds and AUROC), model folder (PyTorch) vs
-bundle (onnxruntime).
+bundle (onnxruntime). For each default model, also the nearest-neighbour search alone (the
+image's patch features against the memory bank, quiet, 2 threads): the images/s that search
+allows, an upper bound on the whole path.
 
     .venv/bin/python bench/throughput.py [--sizes 16 64 256 1024] [--load 2] [--seconds 2] [--out FILE]
 
@@ -28,6 +30,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +40,7 @@ from _runner import save_results, train
 from kizu import load_bundle, synth
 from kizu.export.bundle import export_bundle
 from kizu.io import save_model, write_image
+from kizu.ops.resize import resize_image
 
 #: images per ``inspect`` call in the batched measurement
 BATCH = {16: 64, 64: 64, 256: 16, 1024: 1}
@@ -46,10 +50,15 @@ KIZU = [sys.executable, "-m", "kizu"]
 
 
 def dataset(size: int, seed: int = 0):
-    """Training and test images of one size: the seed task at 16 px, fine parts above."""
+    """Training and test images of one size: the seed task at 16 px, fine parts above (1024 px: the
+    256-px parts resized, as ``make_fine`` draws at most 256 px)."""
     if size == 16:
         return synth.make_shapes(100, 500, 500, seed=seed)
-    return synth.make_fine(N_TRAIN[size], 8, 1, size=size, seed=seed)
+    data = synth.make_fine(N_TRAIN[size], 8, 1, size=min(size, 256), seed=seed)
+    if size > 256:
+        grow = lambda xs: np.stack([resize_image(a[None], (size, size))[0] for a in xs])  # noqa: E731
+        data = replace(data, train=grow(data.train), test=grow(data.test), test_masks=None)
+    return data
 
 
 @contextmanager
@@ -87,6 +96,23 @@ def speed(model, images: np.ndarray, batch: int, seconds: float) -> dict:
     ms = np.array(single) * 1000
     return {"images_per_second": batch * len(per_batch) / sum(per_batch), "batch": batch,
             "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "single_runs": len(ms)}
+
+
+def knn_cost(model, images: np.ndarray, batch: int, seconds: float) -> dict:
+    """Queries per image, memory rows and dimensions of a patch-knn model, and the images/s of its
+    nearest-neighbour search alone (features computed once, outside the timing)."""
+    from kizu.detectors.base import as_image_batch
+
+    det = model.detector
+    x = model.preprocessor.apply_all(list(images[:batch]))
+    feats, _ = det.features(as_image_batch(x))
+    n, d, h, w = feats.shape
+    vecs = feats.transpose(0, 2, 3, 1).reshape(-1, d)
+    index = det._new_index(det.options.matmul_dtype)
+    per_batch = timed(lambda: index.search(vecs, det.options.k), seconds)
+    return {"queries_per_image": h * w, "memory_rows": len(index), "dims": d,
+            "gflop_per_image": 2.0 * h * w * len(index) * d / 1e9,
+            "knn_images_per_second": n * len(per_batch) / sum(per_batch)}
 
 
 def startup(tmp: Path, model_dir: Path, bundle_dir: Path, data) -> dict:
@@ -140,7 +166,12 @@ def main(argv=None) -> int:
                 save_model(model, folder / "model")
                 export_bundle(model, folder / "bundle")
                 runtimes = {"torch": model, "onnx": load_bundle(folder / "bundle", threads=2)}
-                models.append((size, label, runtimes, np.asarray(data.test, np.float32)[:, None]))
+                images = np.asarray(data.test, np.float32)[:, None]
+                models.append((size, label, runtimes, images))
+                if label == "default":
+                    cost = knn_cost(model, images, BATCH[size], args.seconds)
+                    result.setdefault("knn", []).append({"size": size, **cost})
+                    print(f"{size} px nearest-neighbour search: {cost}", flush=True)
                 if size == 16 and label == "default" and not args.no_startup:
                     result["startup"] = startup(tmp, folder / "model", folder / "bundle", data)
                     print("start-up:", {k: round(v, 4) for k, v in result["startup"].items()}, flush=True)
