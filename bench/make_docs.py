@@ -125,8 +125,7 @@ def section_fine_types() -> str:
 
 def section_false_alarms() -> str:
     body = []
-    for name in ("false_alarms.json", "false_alarms_seeds4to7.json", "false_alarms_parts_template.json",
-                 "false_alarms_parts_template_seeds8to15.json"):
+    for name in ("false_alarms.json", "false_alarms_seeds4to7.json"):
         data = load(name)
         by_task: dict[str, list] = {}
         for r in rows_of(data):
