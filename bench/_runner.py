@@ -51,31 +51,29 @@ def time_inspect(model: InspectionModel, images: np.ndarray, runs: int, sync: Ca
     return np.array(lat) * 1000, len(images) / (time.perf_counter() - t0)
 
 
-def seed_arg(text: str) -> int:
-    """argparse type for the bench scripts' ``--seeds``: a non-negative integer, checked before any
-    training starts (not deep inside a generator, after results were half written)."""
+def _int_arg(text: str, what: str, minimum: int) -> int:
+    """An argparse integer of at least ``minimum``, checked before any training starts (not deep
+    inside a generator, after results were half written)."""
     import argparse
 
+    kind = "non-negative" if minimum == 0 else "positive"
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"seeds must be non-negative integers, not {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"seeds must be non-negative integers, not {value}")
+        raise argparse.ArgumentTypeError(f"{what} must be {kind} integers, not {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{what} must be {kind} integers, not {value}")
     return value
+
+
+def seed_arg(text: str) -> int:
+    """argparse type for the bench scripts' ``--seeds``: a non-negative integer."""
+    return _int_arg(text, "seeds", 0)
 
 
 def size_arg(text: str) -> int:
     """argparse type for training-set sizes: a positive integer."""
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"sizes must be positive integers, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"sizes must be positive integers, not {value}")
-    return value
+    return _int_arg(text, "sizes", 1)
 
 
 def save_results(path, results) -> None:

@@ -63,7 +63,11 @@ def main(argv=None) -> int:
     ap.add_argument("--tasks", nargs="+", help="task names (default: every benchmark task with 100 good images)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "export_parity.json")
     args = ap.parse_args(argv)
-    tasks = [t for t in default_tasks(sizes=(100,)) if not args.tasks or t.name in args.tasks]
+    known = default_tasks(sizes=(100,))
+    unknown = set(args.tasks or ()) - {t.name for t in known}
+    if unknown:
+        ap.error(f"unknown task(s) {', '.join(sorted(unknown))}; choose from {', '.join(t.name for t in known)}")
+    tasks = [t for t in known if not args.tasks or t.name in args.tasks]
     detectors = DEFAULT if args.detectors == "default" else [(lbl, n, o) for lbl, n, o in KIZU_DETECTORS]
     head = (f"{'task':<22} {'detector':<20} {'seed':>4} {'max |diff| / range':>18} {'verdicts differ':>15} "
             f"{'MB':>5} {'AUROC torch':>11} {'AUROC onnx':>10}")
